@@ -1,0 +1,255 @@
+"""``kexue pretrain``: MLM (+ optional NSP / UniLM) pretraining of a small BERT/RoFormer.
+
+Example (a tiny run on a few lines of Chinese text)::
+
+    kexue pretrain --input corpus/*.jsonl --vocab vocab.txt --out runs/pt --config tiny --max-steps 30
+
+Writes ``<out>/checkpoints/step-*/`` (resumable with ``--resume``), ``<out>/metrics.jsonl``,
+``<out>/model_config.json``, ``<out>/summary.json`` and the export ``<out>/final/``
+(``Transformer.save_pretrained`` with the vocabulary; fp16 weights with ``--export-fp16``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import dataclasses
+import glob
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+
+__all__ = ["add_parser", "build_parser", "main", "MODEL_PRESETS"]
+
+logger = logging.getLogger(__name__)
+
+EVAL_SEED = 20211  # masks and pairs of the held-out batches: fixed, so eval numbers are reproducible
+MODEL_PRESETS = {
+    "small": dict(hidden_size=256, num_layers=4, num_heads=4, intermediate_size=1024),
+    "tiny": dict(hidden_size=32, num_layers=2, num_heads=2, intermediate_size=64),
+}
+
+
+def _configure(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    data = parser.add_argument_group("data")
+    data.add_argument("--input", nargs="+", required=True, metavar="FILE",
+                      help="*.jsonl (one document per line) or text files; globs are expanded")
+    data.add_argument("--text-field", default="text", help="JSONL field with the text (default: text)")
+    data.add_argument("--text-format", choices=("blocks", "lines"), default="blocks",
+                      help="text files: a document per blank-line-separated block (default) or per line")
+    data.add_argument("--vocab", required=True, help="vocab.txt or a checkpoint folder with one")
+    data.add_argument("--eval-docs", type=int, default=None, help="held-out documents, spread evenly")
+    data.add_argument("--eval-fraction", type=float, default=0.01, help="held-out fraction if --eval-docs unset")
+    data.add_argument("--eval-file", nargs="+", default=None, help="held-out documents from these files instead")
+    data.add_argument("--eval-batches", type=int, default=20, help="at most this many held-out batches")
+    model = parser.add_argument_group("model")
+    model.add_argument("--config", default="small", help="small | tiny | a JSON file or JSON object of TransformerConfig fields")
+    model.add_argument("--position", choices=("rope", "absolute"), default=None, help="overrides the config")
+    task = parser.add_argument_group("objectives")
+    task.add_argument("--seq-len", type=int, default=128)
+    task.add_argument("--mlm-prob", type=float, default=0.15)
+    task.add_argument("--wwm", action="store_true", help="whole-word masking (Chinese words cut by jieba)")
+    task.add_argument("--nsp", action="store_true", help="add next-sentence prediction (50%% random B)")
+    task.add_argument("--unilm", type=float, nargs="?", const=0.5, default=0.0, metavar="FRACTION",
+                      help="fraction of batches trained as UniLM seq2seq (default when given: 0.5)")
+    train = parser.add_argument_group("training")
+    train.add_argument("--out", required=True, help="output directory")
+    train.add_argument("--batch-size", type=int, default=64)
+    train.add_argument("--lr", type=float, default=5e-4)
+    train.add_argument("--warmup", type=int, default=None, help="warm-up steps (default: 6%% of --max-steps)")
+    train.add_argument("--decay", choices=("linear", "cosine"), default="linear")
+    train.add_argument("--weight-decay", type=float, default=0.01)
+    train.add_argument("--max-steps", type=int, default=10000, help="also the length of the lr schedule")
+    train.add_argument("--max-minutes", type=float, default=None, help="stop (with a checkpoint) after this long")
+    train.add_argument("--eval-every", type=int, default=500)
+    train.add_argument("--save-every", type=int, default=500)
+    train.add_argument("--log-every", type=int, default=10)
+    train.add_argument("--bf16", action="store_true", help="bf16 autocast (slower on AVX2 CPUs)")
+    train.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in --out")
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    train.add_argument("--no-progress", action="store_true", help="no tqdm bar")
+    parser.add_argument("--eval-only", action="store_true", help="only evaluate --checkpoint on the held-out slice")
+    parser.add_argument("--checkpoint", default=None, help="a checkpoints/step-* or save_pretrained folder")
+    parser.add_argument("--export-fp16", action="store_true", help="store the exported weights as fp16")
+    parser.set_defaults(handler=run)
+    return parser
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    """Register ``pretrain`` on a ``parser.add_subparsers()`` object (used by ``kexue.cli``)."""
+    parser = subparsers.add_parser("pretrain", help="MLM/NSP/UniLM pretraining of a small Transformer",
+                                   description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    return _configure(parser)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    return _configure(argparse.ArgumentParser(prog="kexue pretrain", description=__doc__,
+                                              formatter_class=argparse.RawDescriptionHelpFormatter))
+
+
+def _expand(patterns: list[str], argument: str) -> list[str]:
+    paths: list[str] = []
+    for pattern in patterns:
+        found = sorted(glob.glob(pattern)) or ([pattern] if Path(pattern).is_file() else [])
+        if not found:
+            raise ValueError(f"`{argument}`: no file matches {pattern!r}")
+        paths.extend(found)
+    return paths
+
+
+def _model_config(args, vocab_size: int):
+    from kexue.models import TransformerConfig
+
+    if args.config in MODEL_PRESETS:
+        fields = dict(MODEL_PRESETS[args.config])
+    else:
+        text = Path(args.config).read_text(encoding="utf-8") if Path(args.config).is_file() else args.config
+        try:
+            fields = json.loads(text)
+        except json.JSONDecodeError:
+            raise ValueError(f"`--config` must be small, tiny, a JSON file or a JSON object, got {args.config!r}") from None
+    fields.update(vocab_size=vocab_size, max_positions=max(512, args.seq_len))
+    if args.position:
+        fields["position"] = args.position
+    try:
+        return TransformerConfig(**fields)
+    except TypeError as error:
+        raise ValueError(f"`--config`: {error}") from None
+
+
+def _validate(args) -> None:
+    checks = [("--seq-len", args.seq_len, args.seq_len >= 8), ("--batch-size", args.batch_size, args.batch_size >= 1),
+              ("--mlm-prob", args.mlm_prob, 0 < args.mlm_prob < 1), ("--unilm", args.unilm, 0 <= args.unilm <= 1),
+              ("--eval-fraction", args.eval_fraction, 0 <= args.eval_fraction < 1),
+              ("--eval-batches", args.eval_batches, args.eval_batches >= 1)]
+    for name, value, ok in checks:
+        if not ok:
+            raise ValueError(f"`{name}` is out of range: {value}")
+    if args.eval_only and not args.checkpoint:
+        raise ValueError("`--eval-only` needs `--checkpoint DIR`")
+
+
+def _prepare_data(args, tokenizer):
+    """Read, split off the held-out slice, tokenize and pack. Returns (train batches, eval batches)."""
+    from accelerate import PartialState
+
+    from .data import PretrainBatches, SpecialIds, pack_segments, read_documents, split_eval_documents, tokenize_corpus
+
+    started = time.monotonic()
+    documents = read_documents(_expand(args.input, "--input"), args.text_field, args.text_format)
+    if args.eval_file:
+        train_docs, eval_docs = documents, read_documents(_expand(args.eval_file, "--eval-file"), args.text_field,
+                                                          args.text_format)
+    else:
+        count = args.eval_docs if args.eval_docs is not None else max(1, round(args.eval_fraction * len(documents)))
+        train_docs, eval_docs = split_eval_documents(documents, count)
+    special = SpecialIds.from_tokenizer(tokenizer)
+    state = PartialState()
+    common = dict(special=special, batch_size=args.batch_size, seq_len=args.seq_len, mlm_prob=args.mlm_prob,
+                  nsp=args.nsp, whole_word=args.wwm)
+    train_corpus = tokenize_corpus(train_docs, tokenizer, whole_word=args.wwm)
+    train = PretrainBatches(train_corpus, pack_segments(train_corpus, args.seq_len - 3), seed=args.seed,
+                            unilm_fraction=args.unilm, shard_index=state.process_index,
+                            num_shards=state.num_processes, **common)
+    eval_corpus = tokenize_corpus(eval_docs, tokenizer, whole_word=args.wwm)
+    eval_segments = pack_segments(eval_corpus, args.seq_len - 3)
+    eval_batches = list(PretrainBatches(eval_corpus, eval_segments, seed=EVAL_SEED, **common))[:args.eval_batches]
+    if args.unilm:
+        eval_batches += list(PretrainBatches(eval_corpus, eval_segments, seed=EVAL_SEED, unilm_fraction=1.0,
+                                             **common))[:args.eval_batches]
+    logger.info("data: %d train documents, %d tokens, %d batches/epoch; %d held-out documents, %d batches; %.1f s",
+                len(train_docs), len(train_corpus.tokens), len(train), len(eval_docs), len(eval_batches),
+                time.monotonic() - started)
+    return train, eval_batches
+
+
+def _load_for_eval(checkpoint: Path, vocab_size: int, args):
+    from kexue.models import Transformer, TransformerConfig
+    from kexue.training import load_model_state
+
+    if (checkpoint / "model.pt").is_file():  # a training checkpoint: <out>/checkpoints/step-*/
+        config_file = checkpoint.parent.parent / "model_config.json"
+        if not config_file.is_file():
+            raise ValueError(f"`--checkpoint`: {config_file} (written by kexue pretrain) not found")
+        model = Transformer(TransformerConfig(**json.loads(config_file.read_text(encoding="utf-8"))))
+        model.load_state_dict(load_model_state(checkpoint))
+        return model
+    return Transformer.from_pretrained(checkpoint)
+
+
+def run(args) -> dict:
+    """Run ``kexue pretrain`` from parsed arguments; returns the summary written to ``summary.json``."""
+    import torch
+
+    from kexue.data.tokenizer import load_tokenizer
+    from kexue.models import Transformer
+    from kexue.training import Trainer, TrainingConfig
+
+    from .task import evaluate_pretraining, pretraining_loss
+
+    _validate(args)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    tokenizer = load_tokenizer(args.vocab)
+    train, eval_batches = _prepare_data(args, tokenizer)
+    out = Path(args.out)
+    if args.eval_only:
+        model = _load_for_eval(Path(args.checkpoint), len(tokenizer), args)
+        return {"checkpoint": str(args.checkpoint), "eval": evaluate_pretraining(model, eval_batches)}
+    model_config = _model_config(args, len(tokenizer))
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "model_config.json").write_text(json.dumps(dataclasses.asdict(model_config), indent=2), encoding="utf-8")
+    torch.manual_seed(args.seed)
+    model = Transformer(model_config)
+    warmup = args.warmup if args.warmup is not None else round(0.06 * args.max_steps)
+    config = TrainingConfig(output_dir=str(out), max_steps=args.max_steps, max_minutes=args.max_minutes,
+                            learning_rate=args.lr, warmup_steps=warmup, decay=args.decay,
+                            weight_decay=args.weight_decay, mixed_precision="bf16" if args.bf16 else "no",
+                            log_every=args.log_every, eval_every=args.eval_every, save_every=args.save_every,
+                            seed=args.seed, progress=False if args.no_progress else None)
+    seen = {"tokens": 0.0, "steps": 0}
+
+    def loss_fn(model, batch):
+        loss, metrics = pretraining_loss(model, batch)
+        seen["tokens"] += metrics["tokens"]
+        seen["steps"] += 1
+        return loss, metrics
+
+    started = time.monotonic()
+    result = Trainer(model, loss_fn, train, config, eval_fn=lambda m: evaluate_pretraining(m, eval_batches)).fit(
+        resume=args.resume)
+    seconds = time.monotonic() - started
+    export = copy.deepcopy(model).half() if args.export_fp16 else model
+    export.save_pretrained(out / "final", vocab_file=_vocab_file(args.vocab))
+    summary = {"step": result.step, "stopped_by": result.stopped_by, "checkpoint": str(result.checkpoint),
+               "steps_this_run": seen["steps"], "seconds": seconds,
+               "steps_per_sec": seen["steps"] / seconds, "tokens_per_sec": seen["tokens"] / seconds,
+               "parameters": sum(p.numel() for p in model.parameters()), "train": result.last_train,
+               "eval": result.last_eval, "model_config": dataclasses.asdict(model_config), "args": vars(args)}
+    (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str), encoding="utf-8")
+    return summary
+
+
+def _vocab_file(vocab: str) -> Path:
+    path = Path(vocab)
+    return path / "vocab.txt" if path.is_dir() else path
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point for ``python -m kexue.pretrain.cli``; prints the summary as JSON."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    try:
+        summary = args.handler(args)
+    except (ValueError, FileNotFoundError, ImportError) as error:
+        print(f"kexue pretrain: error: {error}", file=sys.stderr)
+        return 2
+    print(json.dumps({k: v for k, v in summary.items() if k not in ("args", "model_config")}, indent=2, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
