@@ -30,3 +30,16 @@ def test_sources_and_no_dev_text(tmp_path):
 def test_unknown_source_is_named():
     with pytest.raises(ValueError, match="wikipedia"):
         list(chinese_pretraining_documents(FIXTURES, sources=("wikipedia",)))
+
+
+def test_unlabeled_records_that_occur_in_dev_are_left_out(tmp_path):
+    import shutil
+
+    root = tmp_path / "data"
+    shutil.copytree(FIXTURES, root)
+    unlabeled = root / "fewclue" / "eprstmt" / "unlabeled.json"
+    dev_sentence = json.loads((root / "fewclue" / "eprstmt" / "dev_0.json").read_text(encoding="utf-8").splitlines()[0])["sentence"]
+    with unlabeled.open("a", encoding="utf-8") as handle:
+        handle.write(json.dumps({"id": 999, "sentence": dev_sentence}, ensure_ascii=False) + "\n")
+    texts = [d.text for d in chinese_pretraining_documents(root, sources=("fewclue_unlabeled",))]
+    assert dev_sentence not in texts and len(texts) > 0

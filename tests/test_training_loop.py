@@ -140,3 +140,11 @@ def test_eval_runs_every_n_steps_in_eval_mode(tmp_path):
 def test_config_errors_name_the_argument(tmp_path, field, value):
     with pytest.raises(ValueError, match=f"`{field}`"):
         config(tmp_path, "run", **{field: value})
+
+
+def test_a_fresh_run_refuses_a_directory_with_checkpoints(tmp_path):
+    cfg = config(tmp_path, "run", max_steps=4)
+    Trainer(make_model(), loss_fn, ShuffledBatches(), cfg).fit()
+    with pytest.raises(ValueError, match="already holds checkpoints"):
+        Trainer(make_model(), loss_fn, ShuffledBatches(), cfg).fit()
+    assert Trainer(make_model(), loss_fn, ShuffledBatches(), cfg).fit(resume=True).step == 4  # nothing left to do

@@ -33,6 +33,7 @@ __all__ = [
 # One line per benchmark module; importing a module registers its benchmarks.
 BUILTIN_BENCHMARKS = (
     "kexue.bench.data_readers",
+    "kexue.bench.backbone",
 )
 
 

@@ -14,6 +14,7 @@ Timings are evidence, never test assertions.
 
 from __future__ import annotations
 
+import ctypes
 import gc
 import statistics
 import time
@@ -80,8 +81,11 @@ def peak_memory_mib(fn: Callable[[], Any]) -> float | None:
 
     Writing "5" to /proc/self/clear_refs resets the high-water mark to the current RSS, so the
     difference afterwards is what this one call needed on top of what was already resident.
+    Freed heap memory is first handed back to the system (``malloc_trim``); otherwise a call
+    could reuse what an earlier call freed and appear to need nothing.
     """
     gc.collect()
+    _release_free_heap()
     try:
         _CLEAR_REFS.write_text("5")
     except OSError:
@@ -92,6 +96,13 @@ def peak_memory_mib(fn: Callable[[], Any]) -> float | None:
     if before is None or after is None:
         return None
     return max(after - before, 0.0)
+
+
+def _release_free_heap() -> None:
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc
+        pass
 
 
 def compare(

@@ -24,6 +24,7 @@ __all__ = ["KGCLUE_SPLITS", "split_subject", "parse_kgclue", "read_kgclue"]
 
 KGCLUE_SPLITS = ("train", "dev")
 ANSWER_SEPARATOR = " ||| "
+_PARENTHESIS_DEPTH = {"）": 1, "（": -1}
 
 
 def split_subject(subject: str) -> tuple[str, str | None]:
@@ -49,9 +50,12 @@ def split_subject(subject: str) -> tuple[str, str | None]:
     """
     if not subject.endswith("）"):
         return subject, None
+    opening = subject.rfind("（")
+    if opening > 0 and "）" not in subject[opening + 1 : -1]:  # the common, unnested case
+        return subject[:opening], subject[opening + 1 : -1]
     depth = 0
     for position in range(len(subject) - 1, -1, -1):
-        depth += {"）": 1, "（": -1}.get(subject[position], 0)
+        depth += _PARENTHESIS_DEPTH.get(subject[position], 0)
         if depth == 0:
             if position == 0:
                 return subject, None

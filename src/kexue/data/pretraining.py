@@ -4,7 +4,8 @@ What goes in (never any dev or test text):
 
 - ``corpus_zh``: the classical books, one document per chapter-sized piece;
 - ``corpus_zh_modern``: modern prose, news and reviews, one document per line;
-- FewCLUE unlabeled sets (eprstmt reviews, tnews titles, bustm pairs, chid passages);
+- FewCLUE unlabeled sets (eprstmt reviews, tnews titles, bustm pairs, chid passages), less any
+  record whose text also occurs in a dev split of its task;
 - AFQMC **train** sentence pairs, one two-sentence document per pair;
 - KgCLUE **train** questions, one single-sentence document each.
 
@@ -21,7 +22,7 @@ from pathlib import Path
 
 from kexue.data.clue import read_afqmc
 from kexue.data.corpus import iter_corpus_zh, iter_corpus_zh_modern
-from kexue.data.fewclue import read_fewclue
+from kexue.data.fewclue import FEWCLUE_SPLITS, read_fewclue
 from kexue.data.kgclue import read_kgclue
 from kexue.data.records import Document
 from kexue.data.root import resolve_data_root
@@ -38,9 +39,21 @@ PRETRAINING_SOURCES = (
 )
 
 
+def _fewclue_dev_texts(task: str, root: Path) -> frozenset[str]:
+    texts: set[str] = set()
+    for split in (split for split in FEWCLUE_SPLITS if split.startswith("dev")):
+        if (root / "fewclue" / task / f"{split}.json").is_file():
+            texts.update(text for record in read_fewclue(task, split, root) for text in record.texts())
+    return frozenset(texts)
+
+
 def _fewclue_unlabeled(root: Path) -> Iterator[Document]:
+    # Some unlabeled sentences also occur in the dev splits (6 in eprstmt): those records are left out.
     for task in ("eprstmt", "tnews", "bustm", "chid"):
+        dev_texts = _fewclue_dev_texts(task, root)
         for index, record in enumerate(read_fewclue(task, "unlabeled", root)):
+            if dev_texts.intersection(record.texts()):
+                continue
             texts = [text.replace(_CHID_BLANK, "") for text in record.texts()]
             yield Document(f"fewclue:{task}", None, "\n".join(texts), index)
 

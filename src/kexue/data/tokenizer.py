@@ -14,9 +14,13 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from kexue.data.readers import DataFormatError, DataNotFoundError, iter_lines
 from kexue.data.root import resolve_data_root
+
+if TYPE_CHECKING:
+    from transformers import BertTokenizerFast
 
 __all__ = ["read_vocab", "load_tokenizer", "default_chinese_vocab", "CHINESE_VOCAB", "ENGLISH_UNCASED_VOCAB"]
 
@@ -51,7 +55,7 @@ def _infer_lowercase(tokens: list[str]) -> bool:
     )
 
 
-def _from_vocab(path: Path, lowercase: bool | None):
+def _from_vocab(path: Path, lowercase: bool | None) -> BertTokenizerFast:
     from transformers import BertTokenizerFast
 
     tokens = read_vocab(path)
@@ -72,7 +76,7 @@ def _config_lowercase(folder: Path) -> bool | None:
     return value if isinstance(value, bool) else None
 
 
-def load_tokenizer(vocab_or_checkpoint: str | Path, lowercase: bool | None = None):
+def load_tokenizer(vocab_or_checkpoint: str | Path, lowercase: bool | None = None) -> BertTokenizerFast:
     """Return a ``transformers.BertTokenizerFast`` splitting Chinese per character.
 
     Args:

@@ -34,8 +34,12 @@ MODEL_PRESETS = {
 
 def _configure(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     data = parser.add_argument_group("data")
-    data.add_argument("--input", nargs="+", required=True, metavar="FILE",
-                      help="*.jsonl (one document per line) or text files; globs are expanded")
+    source = data.add_mutually_exclusive_group(required=True)
+    source.add_argument("--input", nargs="+", metavar="FILE",
+                        help="*.jsonl (one document per line) or text files; globs are expanded")
+    source.add_argument("--corpus", choices=("zh",),
+                        help="zh: the Chinese pretraining corpus of kexue-small-zh (kexue.data.pretraining)")
+    data.add_argument("--data", default=None, help="data root for --corpus (default: $KEXUE_DATA, else ../shared/data)")
     data.add_argument("--text-field", default="text", help="JSONL field with the text (default: text)")
     data.add_argument("--text-format", choices=("blocks", "lines"), default="blocks",
                       help="text files: a document per blank-line-separated block (default) or per line")
@@ -74,7 +78,7 @@ def _configure(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("--eval-only", action="store_true", help="only evaluate --checkpoint on the held-out slice")
     parser.add_argument("--checkpoint", default=None, help="a checkpoints/step-* or save_pretrained folder")
     parser.add_argument("--export-fp16", action="store_true", help="store the exported weights as fp16")
-    parser.set_defaults(handler=run)
+    parser.set_defaults(func=command)
     return parser
 
 
@@ -139,7 +143,12 @@ def _prepare_data(args, tokenizer):
     from .data import PretrainBatches, SpecialIds, pack_segments, read_documents, split_eval_documents, tokenize_corpus
 
     started = time.monotonic()
-    documents = read_documents(_expand(args.input, "--input"), args.text_field, args.text_format)
+    if args.corpus == "zh":
+        from kexue.data.pretraining import chinese_pretraining_documents
+
+        documents = [document.text for document in chinese_pretraining_documents(args.data)]
+    else:
+        documents = read_documents(_expand(args.input, "--input"), args.text_field, args.text_format)
     if args.eval_file:
         train_docs, eval_docs = documents, read_documents(_expand(args.eval_file, "--eval-file"), args.text_field,
                                                           args.text_format)
@@ -150,23 +159,26 @@ def _prepare_data(args, tokenizer):
     state = PartialState()
     common = dict(special=special, batch_size=args.batch_size, seq_len=args.seq_len, mlm_prob=args.mlm_prob,
                   nsp=args.nsp, whole_word=args.wwm)
-    train_corpus = tokenize_corpus(train_docs, tokenizer, whole_word=args.wwm)
-    train = PretrainBatches(train_corpus, pack_segments(train_corpus, args.seq_len - 3), seed=args.seed,
-                            unilm_fraction=args.unilm, shard_index=state.process_index,
-                            num_shards=state.num_processes, **common)
+    train = None
+    if not args.eval_only:
+        train_corpus = tokenize_corpus(train_docs, tokenizer, whole_word=args.wwm)
+        train = PretrainBatches(train_corpus, pack_segments(train_corpus, args.seq_len - 3), seed=args.seed,
+                                unilm_fraction=args.unilm, shard_index=state.process_index,
+                                num_shards=state.num_processes, **common)
+        logger.info("data: %d train documents, %d tokens, %d batches/epoch", len(train_docs),
+                    len(train_corpus.tokens), len(train))
     eval_corpus = tokenize_corpus(eval_docs, tokenizer, whole_word=args.wwm)
     eval_segments = pack_segments(eval_corpus, args.seq_len - 3)
     eval_batches = list(PretrainBatches(eval_corpus, eval_segments, seed=EVAL_SEED, **common))[:args.eval_batches]
     if args.unilm:
         eval_batches += list(PretrainBatches(eval_corpus, eval_segments, seed=EVAL_SEED, unilm_fraction=1.0,
                                              **common))[:args.eval_batches]
-    logger.info("data: %d train documents, %d tokens, %d batches/epoch; %d held-out documents, %d batches; %.1f s",
-                len(train_docs), len(train_corpus.tokens), len(train), len(eval_docs), len(eval_batches),
+    logger.info("data: %d held-out documents, %d batches; prepared in %.1f s", len(eval_docs), len(eval_batches),
                 time.monotonic() - started)
     return train, eval_batches
 
 
-def _load_for_eval(checkpoint: Path, vocab_size: int, args):
+def _load_for_eval(checkpoint: Path):
     from kexue.models import Transformer, TransformerConfig
     from kexue.training import load_model_state
 
@@ -197,7 +209,7 @@ def run(args) -> dict:
     train, eval_batches = _prepare_data(args, tokenizer)
     out = Path(args.out)
     if args.eval_only:
-        model = _load_for_eval(Path(args.checkpoint), len(tokenizer), args)
+        model = _load_for_eval(Path(args.checkpoint))
         return {"checkpoint": str(args.checkpoint), "eval": evaluate_pretraining(model, eval_batches)}
     model_config = _model_config(args, len(tokenizer))
     out.mkdir(parents=True, exist_ok=True)
@@ -224,11 +236,11 @@ def run(args) -> dict:
     seconds = time.monotonic() - started
     export = copy.deepcopy(model).half() if args.export_fp16 else model
     export.save_pretrained(out / "final", vocab_file=_vocab_file(args.vocab))
-    summary = {"step": result.step, "stopped_by": result.stopped_by, "checkpoint": str(result.checkpoint),
+    summary: dict = {"step": result.step, "stopped_by": result.stopped_by, "checkpoint": str(result.checkpoint),
                "steps_this_run": seen["steps"], "seconds": seconds,
                "steps_per_sec": seen["steps"] / seconds, "tokens_per_sec": seen["tokens"] / seconds,
                "parameters": sum(p.numel() for p in model.parameters()), "train": result.last_train,
-               "eval": result.last_eval, "model_config": dataclasses.asdict(model_config), "args": vars(args)}
+               "eval": result.last_eval, "model_config": dataclasses.asdict(model_config), "args": {k: v for k, v in vars(args).items() if k != "func"}}
     (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str), encoding="utf-8")
     return summary
 
@@ -238,17 +250,26 @@ def _vocab_file(vocab: str) -> Path:
     return path / "vocab.txt" if path.is_dir() else path
 
 
+def command(args: argparse.Namespace) -> int:
+    """The sub-command (``func`` for ``kexue.cli``): run, then print the summary as JSON."""
+    try:
+        summary = run(args)
+    except ImportError as error:  # an optional dependency (jieba for --wwm): a usage problem, not a crash
+        raise ValueError(str(error)) from None
+    shown = {k: v for k, v in summary.items() if k not in ("args", "model_config")}
+    print(json.dumps(shown, indent=2, default=str))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Entry point for ``python -m kexue.pretrain.cli``; prints the summary as JSON."""
+    """Stand-alone entry point (``python -m kexue.pretrain.cli``), with ``kexue.cli``'s error handling."""
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     try:
-        summary = args.handler(args)
-    except (ValueError, FileNotFoundError, ImportError) as error:
+        return args.func(args)
+    except (ValueError, FileNotFoundError) as error:
         print(f"kexue pretrain: error: {error}", file=sys.stderr)
         return 2
-    print(json.dumps({k: v for k, v in summary.items() if k not in ("args", "model_config")}, indent=2, default=str))
-    return 0
 
 
 if __name__ == "__main__":
