@@ -43,7 +43,7 @@ def test_read_documents_formats_and_errors(tmp_path):
     assert read_documents([text], text_format="lines") == ["第一段。", "还是第一段。", "第二段。"]
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"text": "好"}\n{"text": oops}\n', encoding="utf-8")
-    with pytest.raises(ValueError, match=r"bad\.jsonl:2: not valid JSON"):
+    with pytest.raises(ValueError, match=r"bad\.jsonl:2: bad JSON"):
         read_documents([bad])
     with pytest.raises(ValueError, match=r"bad\.jsonl:1: no string field 'content'"):
         read_documents([CORPUS, bad][1:], text_field="content")

@@ -17,7 +17,6 @@ resumed run sees exactly the data an uninterrupted one would.
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 from collections.abc import Iterator, Sequence
@@ -26,6 +25,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
+from kexue.data.readers import RecordError, read_jsonl
 
 from .masking import IGNORE_INDEX, mask_tokens
 
@@ -49,28 +50,24 @@ def read_documents(paths: Sequence[str | Path], text_field: str = "text", text_f
     for path in map(Path, paths):
         if not path.is_file():
             raise FileNotFoundError(f"input file not found: {path}")
+        if path.suffix == ".jsonl":
+            documents.extend(_read_jsonl(path, text_field))
+            continue
         with path.open(encoding="utf-8") as f:
-            if path.suffix == ".jsonl":
-                documents.extend(_read_jsonl(f, path, text_field))
-            elif text_format == "lines":
+            if text_format == "lines":
                 documents.extend(line.strip() for line in f if line.strip())
             else:
                 documents.extend(block.strip() for block in re.split(r"\n\s*\n", f.read()) if block.strip())
     return documents
 
 
-def _read_jsonl(lines, path: Path, text_field: str) -> Iterator[str]:
-    for number, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as error:
-            raise ValueError(f"{path}:{number}: not valid JSON ({error.msg})") from None
-        if not isinstance(record, dict) or not isinstance(record.get(text_field), str):
-            raise ValueError(f"{path}:{number}: no string field {text_field!r} (set it with --text-field)")
-        if record[text_field].strip():
-            yield record[text_field]
+def _read_jsonl(path: Path, text_field: str) -> Iterator[str]:
+    def text_of(record) -> str:
+        if not isinstance(record.get(text_field), str):
+            raise RecordError(f"no string field {text_field!r} (set it with --text-field)")
+        return record[text_field]
+
+    return (text for text in read_jsonl(path, text_of) if text.strip())
 
 
 def split_sentences(text: str) -> list[str]:
