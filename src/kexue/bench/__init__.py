@@ -34,6 +34,8 @@ __all__ = [
 BUILTIN_BENCHMARKS = (
     "kexue.bench.data_readers",
     "kexue.bench.backbone",
+    "kexue.bench.jl",
+    "kexue.bench.flatnce",
 )
 
 

@@ -9,7 +9,7 @@ bound                  n                                         guarantee
 =====================  ========================================  =================================
 ``"post-24"``          smallest integer > 24 ln N / ε²           P(success) ≥ (N-1)/N  (post 8679)
 ``"post-16"``          smallest integer > 16 ln N / ε²           P(success) ≥ 1/N > 0: existence
-``"dasgupta-gupta"``   ⌊4 ln N / (ε²/2 − ε³/3)⌋                  P(success) ≥ 1 − 1/N  (scikit-learn)
+``"dasgupta-gupta"``   ⌊4 ln N / (ε²/2 − ε³/3)⌋                  P(success) ≥ 1/N > 0  (scikit-learn)
 ``"chernoff"``         smallest n with pairs·(e^{-a n}+e^{-b n})  P(success) ≥ 1 − δ  (solved)
                        ≤ δ
 =====================  ========================================  =================================
@@ -17,7 +17,13 @@ bound                  n                                         guarantee
 The Chernoff bound keeps the exact tails the post derives before it loosens them to
 ``e^{-ε²n/8}``:  P(‖u‖² − 1 ≥ ε) ≤ e^{n(log(1+ε) − ε)/2}  and  P(1 − ‖u‖² ≥ ε) ≤ e^{n(log(1−ε) + ε)/2}
 (post 8679, the two equations after the choice λ = nε / (2(1+ε))), so ``a = (ε − log(1+ε))/2`` and
-``b = −(ε + log(1−ε))/2``, and a union bound over the pairs. It is the sharpest of the four.
+``b = −(ε + log(1−ε))/2``, and a union bound over the pairs. With the post's δ = 1/N it is the sharpest
+bound that guarantees high probability.
+
+Note that scikit-learn's bound, like ``"post-16"``, only guarantees existence: Dasgupta and
+Gupta make each of the two tails at most ``1/N²`` for each of the ``N(N−1)/2`` pairs, so success
+has probability at least ``1/N`` (their Theorem 2.1). It is smaller than ``"chernoff"`` at
+``δ = 1/N`` for that reason, not because it is sharper.
 
 The inner-product version (post 8679, "Inner Product Version of the JL Lemma": unit vectors,
 |⟨Av_i, Av_j⟩ − ⟨v_i, v_j⟩| ≤ ε) needs both ``v_i − v_j`` and ``v_i + v_j`` preserved, so twice as
@@ -55,8 +61,8 @@ BOUNDS: dict[str, Bound] = {
     for bound in (
         Bound("post-24", "n > 24 ln N / eps^2", "P >= (N-1)/N", "kexue.fm/archives/8679, JL lemma (math version)"),
         Bound("post-16", "n > 16 ln N / eps^2", "P >= 1/N (existence only)", "kexue.fm/archives/8679, 'Extreme Sufficiency'"),
-        Bound("dasgupta-gupta", "n >= 4 ln N / (eps^2/2 - eps^3/3)", "P >= 1 - 1/N",
-              "Dasgupta & Gupta 2003; sklearn johnson_lindenstrauss_min_dim"),
+        Bound("dasgupta-gupta", "n >= 4 ln N / (eps^2/2 - eps^3/3)", "P >= 1/N (existence only)",
+              "Dasgupta & Gupta 2003, Theorem 2.1; sklearn johnson_lindenstrauss_min_dim"),
         Bound("chernoff", "pairs * (e^{n(log(1+eps)-eps)/2} + e^{n(log(1-eps)+eps)/2}) <= delta", "P >= 1 - delta",
               "kexue.fm/archives/8679, the exact Cramér–Chernoff tails before the eps^2/8 step"),
     )
@@ -83,7 +89,7 @@ def chernoff_failure_probability(n_points: int, eps: float, n_components: int, e
 
     Example:
         >>> round(chernoff_failure_probability(1000, 0.5, 400), 6)
-        0.002979
+        0.003071
     """
     events = n_points * (n_points - 1) / 2 if events is None else events
     upper = n_components * (math.log1p(eps) - eps) / 2
@@ -157,11 +163,11 @@ def jl_min_dim(
         >>> jl_min_dim(10**6, eps=0.1, bound="post-24"), jl_min_dim(10**6, eps=0.1, bound="post-16")
         (33158, 22105)
         >>> jl_min_dim(10**6, eps=0.1, bound="chernoff")
-        17132
+        17381
         >>> jl_min_dim(10**4, eps=0.5, bound="chernoff", failure_probability=0.01)
-        462
+        473
         >>> jl_min_dim(10**4, eps=0.5, bound="chernoff", target="inner-product", failure_probability=0.01)
-        477
+        488
         >>> jl_min_dim(100, eps=1.5)
         Traceback (most recent call last):
         ...

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import math
 import warnings
-from abc import ABC, abstractmethod
 
 import torch
 from torch import Tensor
@@ -71,7 +70,8 @@ def check_input(X: Tensor, name: str = "X") -> Tensor:
         raise ValueError(f"`{name}` must be non-empty with features on the last dimension, got shape {tuple(X.shape)}")
     if not X.is_floating_point():
         raise TypeError(f"`{name}` must be a floating-point tensor, got {X.dtype}")
-    if not torch.isfinite(X).all():
+    # One cheap reduction first (as scikit-learn does): a finite sum proves every entry finite.
+    if not torch.isfinite(X.sum()) and not torch.isfinite(X).all():
         raise ValueError(f"`{name}` contains NaN or infinite values")
     return X
 
@@ -113,8 +113,11 @@ def sparse_matrix(n_components: int, n_features: int, density: float | str = "au
     signs = torch.randint(0, 2, (positions.numel(),), generator=generator, dtype=torch.int8)
     values = (signs.to(torch.float64) * 2 - 1) * math.sqrt(1.0 / (density * n_components))
     indices = torch.stack((positions // n_features, positions % n_features))
-    matrix = torch.sparse_coo_tensor(indices, values, (n_components, n_features), is_coalesced=True)
-    return matrix.to(dtype).to_sparse_csr().to(device)
+    matrix = torch.sparse_coo_tensor(indices, values, (n_components, n_features), is_coalesced=True,
+                                     check_invariants=False)  # indices are sorted and unique by construction
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
+        return matrix.to(dtype).to_sparse_csr().to(device)
 
 
 def _bernoulli_positions(total: int, p: float, generator: torch.Generator) -> Tensor:
@@ -134,7 +137,7 @@ def _bernoulli_positions(total: int, p: float, generator: torch.Generator) -> Te
     return positions[positions < total]
 
 
-class RandomProjection(ABC):
+class RandomProjection:
     """Base estimator: ``fit`` draws ``components_``, ``transform`` computes ``X @ components_.T``.
 
     Args:
@@ -146,7 +149,8 @@ class RandomProjection(ABC):
 
     Attributes (set by ``fit``): ``n_components_``, ``n_features_in_``, ``components_`` (``[n, m]``).
 
-    Subclasses differ only in :meth:`_make_random_matrix`.
+    Gaussian and sparse differ only in :meth:`_make_random_matrix`; the SRHT, which stores no
+    matrix, overrides ``_draw`` and ``_project`` instead.
     """
 
     def __init__(self, n_components: int | str = "auto", *, eps: float = 0.1, bound: str = "dasgupta-gupta",
@@ -159,9 +163,9 @@ class RandomProjection(ABC):
         self.dtype = dtype
         self.device = device
 
-    @abstractmethod
     def _make_random_matrix(self, n_components: int, n_features: int) -> Tensor:
-        """The ``[n_components, n_features]`` matrix (dense or sparse CSR)."""
+        """The ``[n_components, n_features]`` matrix (dense or sparse CSR); subclasses define it."""
+        raise NotImplementedError
 
     def fit(self, X: Tensor, y: object = None) -> RandomProjection:
         """Draw the projection for ``X`` (``[n_samples, n_features]``; only its shape is used)."""
@@ -178,18 +182,24 @@ class RandomProjection(ABC):
             _check_n_components(n_components, n_features)
         self.n_components_ = n_components
         self.n_features_in_ = n_features
-        self.components_ = self._make_random_matrix(n_components, n_features)
+        self._draw(n_components, n_features)
         return self
+
+    def _draw(self, n_components: int, n_features: int) -> None:
+        self.components_ = self._make_random_matrix(n_components, n_features)
+
+    def _project(self, X: Tensor) -> Tensor:
+        return project(X, self.components_)
 
     def transform(self, X: Tensor) -> Tensor:
         """Project ``X`` (``[..., n_features]``) to ``[..., n_components_]`` in ``components_``' dtype."""
-        if not hasattr(self, "components_"):
+        if not hasattr(self, "n_components_"):
             raise RuntimeError(f"this {type(self).__name__} is not fitted yet; call `fit` first")
         X = check_input(X)
         if X.shape[-1] != self.n_features_in_:
             raise ValueError(f"`X` has {X.shape[-1]} features, but {type(self).__name__} was fitted with "
                              f"{self.n_features_in_}")
-        return project(X, self.components_)
+        return self._project(X)
 
     def fit_transform(self, X: Tensor, y: object = None) -> Tensor:
         return self.fit(X).transform(X)
