@@ -35,6 +35,8 @@ __all__ = [
 # One line per experiment module; importing a module registers its experiments.
 BUILTIN_EXPERIMENTS = (
     "kexue.experiments.data_audit",
+    "kexue.experiments.jl",
+    "kexue.experiments.flatnce",
 )
 
 

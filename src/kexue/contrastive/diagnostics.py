@@ -1,0 +1,129 @@
+"""Floating-point error of the InfoNCE and FlatNCE gradients, measured against float64.
+
+The post's argument (kexue.fm/archives/8586): when ``ξ = Σ_{i≠t} e^{s_i − s_t}`` is tiny, the
+cross-entropy gradient ``softmax − one_hot`` has the positive's component ``p_t − 1 = −ξ/(1+ξ)``,
+computed from ``p_t ≈ 1`` and so rounded away below ξ ≈ machine epsilon; the negatives' components
+``e^{s_i}/Σ e^{s}`` may underflow (fp16). FlatNCE's gradient ``softmax over the negatives − one_hot``
+has no such cancellation (eq. 4, 5).
+
+:func:`gradient_errors` computes both gradients w.r.t. the scores in a low precision, normalises
+them (Adam is roughly invariant to the gradient's scale, so the direction is what counts) and
+compares them with each loss's exact float64 gradient at the *same rounded scores*, so the error
+measured is that of the computation, not of storing the scores.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from kexue.contrastive.functional import flat_nce, info_nce
+
+__all__ = ["GradientError", "gradient_errors", "scores_with_xi", "INFO_NCE_FORMS"]
+
+# How InfoNCE's gradient is computed: "cross_entropy" is the usual F.cross_entropy (int targets,
+# no mask); "kexue" is :func:`kexue.contrastive.info_nce`.
+INFO_NCE_FORMS = ("cross_entropy", "kexue")
+
+
+@dataclass(frozen=True)
+class GradientError:
+    """How far a low-precision gradient's direction is from the float64 one.
+
+    Attributes:
+        loss: ``"info_nce"`` or ``"flat_nce"``.
+        dtype: the precision measured, e.g. ``"float32"``.
+        relative_error: ``‖ĝ − ĝ₆₄‖`` with ``ĝ = g / ‖g‖`` over the whole ``[R, K]`` gradient;
+            1.0 when the gradient vanished entirely, inf when it is not finite.
+        cosine: ``ĝ · ĝ₆₄`` (0.0 for a vanished gradient, NaN for a non-finite one).
+    """
+
+    loss: str
+    dtype: str
+    relative_error: float
+    cosine: float
+
+
+def _gradient(loss_fn: Callable[[Tensor], Tensor], scores: Tensor) -> Tensor:
+    scores = scores.detach().clone().requires_grad_(True)
+    (gradient,) = torch.autograd.grad(loss_fn(scores), scores)
+    return gradient
+
+
+def _compare(loss: str, low: Tensor, exact: Tensor) -> GradientError:
+    dtype = str(low.dtype).removeprefix("torch.")
+    low = low.double()
+    if not bool(torch.isfinite(low).all()):
+        return GradientError(loss, dtype, float("inf"), float("nan"))
+    norm = low.norm()
+    if float(norm) == 0.0:
+        return GradientError(loss, dtype, 1.0, 0.0)
+    low_unit, exact_unit = low / norm, exact / exact.norm()
+    return GradientError(loss, dtype, float((low_unit - exact_unit).norm()), float((low_unit * exact_unit).sum()))
+
+
+def gradient_errors(scores: Tensor, targets: Tensor, dtype: torch.dtype = torch.float32,
+                    mask: Tensor | None = None, info_nce_form: str = "cross_entropy") -> dict[str, GradientError]:
+    """Relative error of the InfoNCE and FlatNCE gradients (w.r.t. ``scores``) computed in ``dtype``.
+
+    Args:
+        scores: ``[R, K]`` scores (any float dtype); they are rounded to ``dtype`` first.
+        targets: int ``[R]`` positive per row, or bool ``[R, K]``.
+        dtype: the precision to measure (``torch.float32``, ``torch.bfloat16``, ``torch.float16``).
+        mask: bool ``[R, K]``, True where the pair takes part.
+        info_nce_form: ``"cross_entropy"`` (``F.cross_entropy`` autograd, as users compute InfoNCE;
+            needs int targets and no mask) or ``"kexue"`` (:func:`kexue.contrastive.info_nce`).
+
+    Returns:
+        ``{"info_nce": GradientError, "flat_nce": GradientError}``.
+
+    Example:
+        >>> scores, targets = scores_with_xi(1e-9, num_candidates=16, rows=4)
+        >>> errors = gradient_errors(scores, targets, torch.float32)
+        >>> errors["info_nce"].relative_error > 0.1, errors["flat_nce"].relative_error < 1e-3
+        (True, True)
+    """
+    if info_nce_form not in INFO_NCE_FORMS:
+        raise ValueError(f"`info_nce_form` must be one of {INFO_NCE_FORMS}, got {info_nce_form!r}")
+    if info_nce_form == "cross_entropy" and (targets.dtype == torch.bool or mask is not None):
+        raise ValueError("`info_nce_form='cross_entropy'` needs int targets and no mask; use 'kexue'")
+    if info_nce_form == "cross_entropy":
+        def info(values: Tensor) -> Tensor:
+            return F.cross_entropy(values, targets)
+    else:
+        def info(values: Tensor) -> Tensor:
+            return info_nce(values, targets, mask)
+
+    def flat(values: Tensor) -> Tensor:
+        return flat_nce(values, targets, mask)
+
+    low = scores.detach().to(dtype)
+    exact_scores = low.double()  # the rounded scores, exactly
+    return {name: _compare(name, _gradient(fn, low), _gradient(fn, exact_scores))
+            for name, fn in (("info_nce", info), ("flat_nce", flat))}
+
+
+def scores_with_xi(xi: float, num_candidates: int, rows: int = 1, seed: int = 0,
+                   positive_score: float = 10.0) -> tuple[Tensor, Tensor]:
+    """float64 scores whose every row has exactly the given ``ξ = Σ_{i≠t} e^{s_i − s_t}``.
+
+    The positive (column 0) scores ``positive_score`` (10 ≈ cosine 0.5 at temperature 0.05); the
+    ``K − 1`` negatives share ξ with Dirichlet(1) weights w: ``s_i = s_t + log(ξ w_i)``.
+
+    Returns:
+        ``(scores [rows, K] float64, targets [rows] int, all 0)``.
+    """
+    if num_candidates < 2:
+        raise ValueError(f"`num_candidates` must be >= 2 (a positive and a negative), got {num_candidates}")
+    if not xi > 0:
+        raise ValueError(f"`xi` must be > 0, got {xi!r}")
+    generator = torch.Generator().manual_seed(seed)
+    weights = -torch.log(torch.rand(rows, num_candidates - 1, generator=generator, dtype=torch.float64))
+    weights = weights / weights.sum(dim=1, keepdim=True)
+    negatives = positive_score + torch.log(xi * weights)
+    scores = torch.cat([torch.full((rows, 1), positive_score, dtype=torch.float64), negatives], dim=1)
+    return scores, torch.zeros(rows, dtype=torch.long)
