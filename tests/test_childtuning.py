@@ -364,3 +364,23 @@ def test_default_seed_is_shared_under_torch_distributed():
     for process in processes:
         process.join(timeout=60)
     assert results[0][1:] == results[1][1:]
+
+
+def test_per_example_fisher_runs_through_the_kexue_transformer():
+    """vmap over our backbone (RoPE, SDPA, masks): per-example Fisher equals batches of one."""
+    from kexue.experiments.classification import SentenceClassifier, classification_loss
+    from kexue.models import Transformer, TransformerConfig
+
+    config = TransformerConfig(vocab_size=100, hidden_size=32, num_layers=2, num_heads=2, intermediate_size=64,
+                               position="rope")
+    torch.manual_seed(0)
+    model = SentenceClassifier(Transformer(config), 2).eval()
+    ids = torch.randint(1, 100, (4, 7))
+    ids[1, 5:] = 0
+    batch = {"input_ids": ids, "token_type_ids": torch.zeros_like(ids), "attention_mask": (ids != 0).long(),
+             "labels": torch.tensor([0, 1, 1, 0])}
+    loss = lambda m, b: classification_loss(m, b)[0]
+    per_example = fisher_information(model, [batch], loss, per_example=True)
+    singles = fisher_information(model, [{k: v[i:i + 1] for k, v in batch.items()} for i in range(4)], loss)
+    for name, value in singles.items():
+        torch.testing.assert_close(per_example[name], value, rtol=1e-4, atol=1e-10)

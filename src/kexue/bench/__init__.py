@@ -36,6 +36,9 @@ BUILTIN_BENCHMARKS = (
     "kexue.bench.backbone",
     "kexue.bench.jl",
     "kexue.bench.flatnce",
+    "kexue.bench.childtuning",
+    "kexue.bench.entropy_scale",
+    "kexue.bench.linear_attention",
 )
 
 

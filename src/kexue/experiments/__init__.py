@@ -37,6 +37,9 @@ BUILTIN_EXPERIMENTS = (
     "kexue.experiments.data_audit",
     "kexue.experiments.jl",
     "kexue.experiments.flatnce",
+    "kexue.experiments.childtuning",
+    "kexue.experiments.entropy_scale",
+    "kexue.experiments.linear_attention",
 )
 
 

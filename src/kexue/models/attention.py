@@ -33,6 +33,7 @@ Example:
 
 from __future__ import annotations
 
+import importlib
 import math
 from typing import Callable, Union
 
@@ -53,11 +54,17 @@ ScalePolicy = Callable[[Tensor, int], Scale]
 KernelFactory = Callable[..., nn.Module]
 
 class _Registry(dict):
-    """Name -> callable table whose lookup error names the config field and the known names."""
+    """Name -> callable table whose lookup error names the config field and the known names.
 
-    def __init__(self, field: str) -> None:
+    A name ``"family:argument"`` (e.g. ``"entropy_invariant:1024"``, ``"linear:taylor2"``) resolves
+    to ``family.with_argument(argument)``. Families that kexue's capability packages register are
+    imported on first use (``builtin_modules``), so a saved config naming them loads in a fresh
+    process; the backbone still does not import any capability until a config asks for it.
+    """
+
+    def __init__(self, field: str, builtin_modules: dict[str, str]) -> None:
         super().__init__()
-        self.field = field
+        self.field, self.builtin_modules = field, builtin_modules
 
     def register(self, name: str) -> Callable[[Callable], Callable]:
         def decorate(item: Callable) -> Callable:
@@ -66,13 +73,22 @@ class _Registry(dict):
         return decorate
 
     def lookup(self, name: str) -> Callable:
-        if name not in self:
+        family, colon, argument = name.partition(":")
+        if family not in self and family in self.builtin_modules:
+            importlib.import_module(self.builtin_modules[family])
+        if family not in self:
             raise ValueError(f"unknown `{self.field}` {name!r}; registered: {sorted(self)}")
-        return self[name]
+        item = self[family]
+        if not colon:
+            return item
+        if not hasattr(item, "with_argument"):
+            raise ValueError(f"`{self.field}` {family!r} takes no argument, got {name!r}")
+        return item.with_argument(argument)
 
 
-_SCALE_POLICIES = _Registry("attention_scale")
-_KERNELS = _Registry("attention_kernel")
+_SCALE_POLICIES = _Registry("attention_scale", {
+    name: "kexue.attention_scale" for name in ("entropy_invariant", "log_n", "inference_only", "yarn")})
+_KERNELS = _Registry("attention_kernel", {"linear": "kexue.linear_attention"})
 
 
 def register_attention_scale(name: str) -> Callable[[ScalePolicy], ScalePolicy]:
@@ -81,7 +97,7 @@ def register_attention_scale(name: str) -> Callable[[ScalePolicy], ScalePolicy]:
 
 
 def get_attention_scale(name: str) -> ScalePolicy:
-    """Look up a registered scale policy; raises ``ValueError`` listing the known names."""
+    """Look up a scale policy (``"name"`` or ``"family:argument"``); raises ``ValueError`` listing the known names."""
     return _SCALE_POLICIES.lookup(name)
 
 
@@ -91,7 +107,7 @@ def register_attention_kernel(name: str) -> Callable[[KernelFactory], KernelFact
 
 
 def get_attention_kernel(name: str) -> KernelFactory:
-    """Look up a registered kernel factory; raises ``ValueError`` listing the known names."""
+    """Look up a kernel factory (``"name"`` or ``"family:argument"``); raises ``ValueError`` listing the known names."""
     return _KERNELS.lookup(name)
 
 
