@@ -18,6 +18,7 @@ from typing import Sequence
 # One line per capability that brings its own sub-command.
 PLUGIN_COMMANDS = (
     "kexue.pretrain.cli",
+    "kexue.retrieval.cli",
 )
 
 

@@ -39,6 +39,7 @@ BUILTIN_BENCHMARKS = (
     "kexue.bench.childtuning",
     "kexue.bench.entropy_scale",
     "kexue.bench.linear_attention",
+    "kexue.bench.trie",
 )
 
 

@@ -40,6 +40,7 @@ BUILTIN_EXPERIMENTS = (
     "kexue.experiments.childtuning",
     "kexue.experiments.entropy_scale",
     "kexue.experiments.linear_attention",
+    "kexue.experiments.kbqa",
 )
 
 
