@@ -19,6 +19,7 @@ from typing import Sequence
 PLUGIN_COMMANDS = (
     "kexue.pretrain.cli",
     "kexue.retrieval.cli",
+    "kexue.univae.cli",
 )
 
 

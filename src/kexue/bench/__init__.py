@@ -40,6 +40,7 @@ BUILTIN_BENCHMARKS = (
     "kexue.bench.entropy_scale",
     "kexue.bench.linear_attention",
     "kexue.bench.trie",
+    "kexue.bench.univae",
 )
 
 

@@ -41,6 +41,7 @@ BUILTIN_EXPERIMENTS = (
     "kexue.experiments.entropy_scale",
     "kexue.experiments.linear_attention",
     "kexue.experiments.kbqa",
+    "kexue.experiments.univae",
 )
 
 

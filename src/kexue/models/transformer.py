@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Union
+from typing import Callable, Sequence, Union
 
 import torch
 import torch.nn.functional as F
@@ -176,7 +176,7 @@ class Transformer(nn.Module):
             nn.init.zeros_(module.bias)
 
     def forward(self, input_ids: Tensor, token_type_ids: Tensor | None = None,
-                attention_mask: Tensor | None = None, position_ids: Tensor | None = None,
+                attention_mask: Tensor | Sequence[Tensor | None] | None = None, position_ids: Tensor | None = None,
                 mlm_positions: Tensor | str | None = None, kv_cache: KVCache | None = None,
                 layer_hook: LayerHook | None = None) -> TransformerOutput:
         """Encode ``input_ids`` and run the enabled heads.
@@ -186,7 +186,9 @@ class Transformer(nn.Module):
             token_type_ids: ``[B, L]`` segment ids; zeros by default.
             attention_mask: 2-D ``[B, L_keys]`` padding mask (nonzero = real token), or
                 4-D bool ``[B, 1|H, Lq, Lk]`` (True = may attend) from :mod:`masks`, or
-                4-D float additive (0 / ``<= -1e4``); None attends everywhere.
+                4-D float additive (0 / ``<= -1e4``); None attends everywhere. A list or
+                tuple of ``num_layers`` such masks gives each layer its own (e.g. UniVAE's
+                independent masks below UniAE masks).
             position_ids: ``[B|1, L]``; by default ``cache length + arange(L)``.
             mlm_positions: bool ``[B, L]`` positions to score with the MLM head, or
                 "all"; None skips the MLM head.
@@ -210,16 +212,28 @@ class Transformer(nn.Module):
         if position_ids is None:
             position_ids = torch.arange(past, past + length, device=input_ids.device)[None]
         self._check_positions(position_ids)
-        mask = None if attention_mask is None else masks.as_bool_mask(attention_mask, past + length)
-        scale = self._attention_scale(mask, length, past + length, input_ids.device)
+        layer_masks = self._layer_masks(attention_mask, past + length)
         rope = rope_angles(position_ids, self.config.head_size) if self.config.position == "rope" else None
         hidden = self.embeddings(input_ids, token_type_ids, position_ids)
-        for index, layer in enumerate(self.layers):
+        scaled_mask: object = ()  # the scale depends on the mask: evaluate it only when the mask changes
+        for index, (layer, mask) in enumerate(zip(self.layers, layer_masks)):
+            if mask is not scaled_mask:
+                scale, scaled_mask = self._attention_scale(mask, length, past + length, input_ids.device), mask
             hidden = layer(hidden, mask, scale, rope, kv_cache)
             if layer_hook is not None:
                 replaced = layer_hook(index, hidden)
                 hidden = hidden if replaced is None else replaced
         return self._heads(hidden, mlm_positions)
+
+    def _layer_masks(self, attention_mask, key_length: int) -> list[Tensor | None]:
+        """One bool mask (or None) per layer, from a single mask or a per-layer list."""
+        if not isinstance(attention_mask, (list, tuple)):
+            mask = None if attention_mask is None else masks.as_bool_mask(attention_mask, key_length)
+            return [mask] * len(self.layers)
+        if len(attention_mask) != len(self.layers):
+            raise ValueError(f"a per-layer `attention_mask` needs {len(self.layers)} masks (one per layer), "
+                             f"got {len(attention_mask)}")
+        return [None if mask is None else masks.as_bool_mask(mask, key_length) for mask in attention_mask]
 
     def _check_positions(self, position_ids: Tensor) -> None:
         limit = self.config.max_positions
