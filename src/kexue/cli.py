@@ -20,6 +20,7 @@ PLUGIN_COMMANDS = (
     "kexue.pretrain.cli",
     "kexue.retrieval.cli",
     "kexue.univae.cli",
+    "kexue.zero_shot.cli",
 )
 
 

@@ -41,6 +41,7 @@ BUILTIN_BENCHMARKS = (
     "kexue.bench.linear_attention",
     "kexue.bench.trie",
     "kexue.bench.univae",
+    "kexue.bench.nsp_zeroshot",
 )
 
 

@@ -42,6 +42,7 @@ BUILTIN_EXPERIMENTS = (
     "kexue.experiments.linear_attention",
     "kexue.experiments.kbqa",
     "kexue.experiments.univae",
+    "kexue.experiments.nsp_zeroshot",
 )
 
 
