@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 import math
 import statistics
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -47,7 +48,7 @@ class Plan:
 
     sizes: tuple[int, ...] = (500, 2000)
     epochs: tuple[int, ...] = (3, 1)  # per size: equal compute for the two sizes would be unaffordable here
-    seeds: tuple[int, ...] = (0, 1, 2)  # the issue asks for 5; see the notes
+    seeds: tuple[int, ...] = (0, 1, 2, 3, 4)
     chinese_seeds: tuple[int, ...] = (0, 1)
     reserve_ps: tuple[float, ...] = (0.3, 0.1)
     dev_limit: int | None = None  # SST-2 dev examples (None: all 872)
@@ -317,6 +318,13 @@ def run(ctx: Context) -> Outcome:
         afqmc_train, afqmc_dev = _afqmc(ctx, plan, load_tokenizer(chinese))
         results["AFQMC"] = run_study("AFQMC", chinese, afqmc_train, afqmc_dev, plan.sizes, plan.chinese_seeds,
                                      plan, cache)
+        majority = max(Counter(afqmc_dev.labels).values()) / len(afqmc_dev)
+        spread = max(abs(acc - majority) for by_label in results["AFQMC"].values() for accs in by_label.values()
+                     for acc in accs)
+        if spread < 0.01:  # a degenerate study: say so rather than let its claims pass for evidence
+            notes.append(f"AFQMC: every cell is within {spread:.4f} of the majority-class rate {majority:.4f}: "
+                         "kexue-small-zh learned nothing from these subsets in these epochs, so the AFQMC claims "
+                         "(held or failed) carry no information about ChildTuning.")
     summaries = {task: _summary(r) for task, r in results.items()}
     claims = _analysis_claims(analysis)
     for task, summary in summaries.items():
@@ -349,10 +357,10 @@ def run(ctx: Context) -> Outcome:
         f"gradients over the subset, encoder layers only; F and update dropout mask every tensor.",
         f"SST-2 dev: {len(sst2_dev)} examples; AFQMC dev: a fixed sample of {plan.afqmc_dev} of 4,316 pairs "
         "(kexue-small-zh is a 4-layer model pretrained here, far weaker than the post's BERT-base).",
-        "Deviations from the issue, for CPU time: 3 seeds for SST-2 (not 5) and 2 for AFQMC, and epochs differ by "
-        "size (3 for 500, 1 for 2,000). Each cell of MiniLM fine-tuning took 1-2 minutes on the two CPU cores this "
-        "study shared with four other reproductions; 5 seeds would have taken more than two hours. The cells are "
-        "cached in cells.jsonl, so adding seeds (Plan.seeds) only adds cells.",
+        f"Deviations from the issue, for CPU time: {len(plan.chinese_seeds)} seeds for AFQMC (the issue's optional "
+        "Chinese part) and epochs that differ by size (3 for 500 examples, 1 for 2,000). A cell of MiniLM "
+        "fine-tuning takes 0.5-2 minutes on two CPU cores. The cells are cached in cells.jsonl, so adding seeds "
+        "(Plan.seeds) only adds cells.",
     ]
     if ctx.quick:
         notes.append("quick: toy sizes (64 examples, one seed, one epoch, 64 dev examples); only the full run "
