@@ -148,3 +148,13 @@ def test_a_fresh_run_refuses_a_directory_with_checkpoints(tmp_path):
     with pytest.raises(ValueError, match="already holds checkpoints"):
         Trainer(make_model(), loss_fn, ShuffledBatches(), cfg).fit()
     assert Trainer(make_model(), loss_fn, ShuffledBatches(), cfg).fit(resume=True).step == 4  # nothing left to do
+
+
+def test_one_process_trains_in_bf16_then_in_fp32(tmp_path):
+    """``kexue reproduce all`` trains a bf16 fine-tuning and then fp32 models in one process."""
+    bf16 = Trainer(make_model(), loss_fn, ShuffledBatches(), config(tmp_path, "bf16", mixed_precision="bf16")).fit()
+    fp32 = Trainer(make_model(), loss_fn, ShuffledBatches(), config(tmp_path, "fp32")).fit()
+    again = Trainer(make_model(), loss_fn, ShuffledBatches(), config(tmp_path, "again")).fit()
+    assert bf16.step == fp32.step == 13
+    assert fp32.last_train["mse"] == again.last_train["mse"]  # fp32 runs stay exactly reproducible
+    assert fp32.last_train["mse"] != bf16.last_train["mse"]  # and the bf16 run really used autocast

@@ -112,6 +112,24 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
     return [{"params": decayed, "weight_decay": weight_decay}, {"params": kept, "weight_decay": 0.0}]
 
 
+def _accelerator(mixed_precision: str):
+    """An ``Accelerator`` with this run's precision, whatever an earlier run in the process used.
+
+    accelerate keeps one process-wide ``AcceleratorState`` and refuses a new ``Accelerator`` whose
+    ``mixed_precision`` differs from the first one's. One process often trains several times with
+    different settings: ``kexue reproduce all`` runs a bf16 fine-tuning and then an fp32 pretraining.
+    So the precision part of that state is reset first. The distributed part, ``PartialState``
+    (process group, rank, device), is kept.
+    """
+    from accelerate import Accelerator
+    from accelerate.state import AcceleratorState
+
+    previous = AcceleratorState._shared_state.get("_mixed_precision")
+    if previous is not None and previous != mixed_precision:
+        AcceleratorState._reset_state(reset_partial_state=False)
+    return Accelerator(mixed_precision=mixed_precision)
+
+
 class Trainer:
     """Trains ``model`` on ``train_data`` with ``loss_fn`` until ``config.max_steps`` or the time limit.
 
@@ -204,14 +222,13 @@ class Trainer:
     # ----------------------------------------------------------------- the loop
     def fit(self, resume: bool = False) -> TrainResult:
         """Train; with ``resume=True`` continue from the latest complete checkpoint in ``output_dir``."""
-        from accelerate import Accelerator
         from accelerate.utils import send_to_device, set_seed
 
         config = self.config
         if not resume and list_checkpoints(self.output_dir):
             raise ValueError(f"{self.output_dir} already holds checkpoints: resume from them (resume=True, "
                              "--resume) or choose another output directory")
-        accelerator = Accelerator(mixed_precision=config.mixed_precision)
+        accelerator = _accelerator(config.mixed_precision)
         set_seed(config.seed)
         self.output_dir.mkdir(parents=True, exist_ok=True)
         optimizer = self._build_optimizer()
