@@ -124,11 +124,12 @@ class TrieBuilder:
 def _build_levels(flat: np.ndarray, lengths: np.ndarray, payloads: np.ndarray, vocab_size: int,
                   duplicates: str) -> TokenTrie:
     """Breadth-first construction; see the module docstring."""
-    order = np.argsort(-lengths, kind="stable")  # longest first: the sequences alive at depth d are a prefix
-    starts = (np.cumsum(lengths) - lengths)[order]
-    sorted_lengths = lengths[order]
-    node = np.zeros(len(lengths), dtype=np.int64)
     index_type = np.int32 if len(flat) < 2**31 - 2 else np.int64  # nodes <= tokens + 1
+    # Per-sequence arrays in index_type: at 10^7 entries each int64 array is 80 MB of the peak.
+    order = np.argsort(-lengths, kind="stable").astype(index_type)  # longest first: the sequences alive at depth d
+    starts = (np.cumsum(lengths) - lengths)[order].astype(index_type)  # are a prefix of the order
+    sorted_lengths = lengths[order].astype(index_type)
+    node = np.zeros(len(lengths), dtype=index_type)
     # Upper-bound allocations written level by level: pages never touched are never resident,
     # so the peak is the final arrays plus one level's temporaries (no concatenation copies).
     tokens = np.empty(len(flat) + 1, dtype=np.int32)
@@ -137,7 +138,7 @@ def _build_levels(flat: np.ndarray, lengths: np.ndarray, payloads: np.ndarray, v
     num_nodes, level_start = 1, 0
     for depth in range(int(sorted_lengths[0])):
         alive = int(np.searchsorted(-sorted_lengths, -depth, side="left"))  # lengths > depth
-        keys = node[:alive] * vocab_size + flat[starts[:alive] + depth]
+        keys = node[:alive].astype(np.int64) * vocab_size + flat[starts[:alive] + depth]
         unique, inverse = np.unique(keys, return_inverse=True)
         counts = np.bincount(unique // vocab_size - level_start, minlength=num_nodes - level_start)
         # first_child[n + 1] = first_child[n] + (children of n), over the parent level
@@ -147,8 +148,11 @@ def _build_levels(flat: np.ndarray, lengths: np.ndarray, payloads: np.ndarray, v
         level_start, num_nodes = num_nodes, num_nodes + len(unique)
     first_child[level_start + 1:num_nodes + 1] = first_child[level_start]  # the deepest level has no children
     tokens, first_child = tokens[:num_nodes], first_child[:num_nodes + 1]
+    max_depth = int(sorted_lengths[0])
+    del starts, sorted_lengths
     end_nodes = np.empty_like(node)
     end_nodes[order] = node
+    del node, order
     by_node = np.argsort(end_nodes, kind="stable")  # stable: the first occurrence comes first
     sorted_end = end_nodes[by_node]
     repeated = np.concatenate([[False], sorted_end[1:] == sorted_end[:-1]])
@@ -159,4 +163,4 @@ def _build_levels(flat: np.ndarray, lengths: np.ndarray, payloads: np.ndarray, v
     keep = ~repeated
     return TokenTrie(tokens, first_child, sorted_end[keep].astype(index_type),
                      payloads[by_node[keep]], vocab_size,
-                     {"duplicates_dropped": int(repeated.sum()), "max_depth": int(sorted_lengths[0])})
+                     {"duplicates_dropped": int(repeated.sum()), "max_depth": max_depth})

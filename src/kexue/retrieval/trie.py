@@ -38,6 +38,12 @@ _FORMAT_VERSION = 1
 _ARRAYS = ("tokens", "first_child", "terminal_nodes", "terminal_payloads")
 
 
+def _max_children(first_child: np.ndarray, chunk: int = 1 << 22) -> int:
+    """The largest child count, in chunks: one ``np.diff`` would be a node-sized temporary (0.6 GB at 10^7 entries)."""
+    return max((int(np.diff(first_child[i:i + chunk + 1]).max()) for i in range(0, len(first_child) - 1, chunk)),
+               default=0)
+
+
 class TokenTrie:
     """A static prefix tree over token-id sequences, each complete path carrying a payload id.
 
@@ -63,7 +69,7 @@ class TokenTrie:
         self.terminal_nodes, self.terminal_payloads = terminal_nodes, terminal_payloads
         self.vocab_size = int(vocab_size)
         self.info = dict(info)
-        self.max_branching = int(np.diff(first_child).max()) if len(tokens) else 0
+        self.max_branching = _max_children(first_child)
         self._device_arrays: dict[str, tuple[Tensor, ...]] = {}
 
     @classmethod
