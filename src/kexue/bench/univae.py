@@ -19,21 +19,24 @@ from kexue.univae import UniVAE, UniVAEConfig, generate
 TOKENS = 32
 
 
+def _random_model(num_independent_layers: int, **sizes) -> UniVAE:
+    backbone = Transformer(TransformerConfig(nsp_head=False, pooler=False, **sizes))
+    return UniVAE(backbone, UniVAEConfig(num_independent_layers=num_independent_layers, max_length=32)).eval()
+
+
 def _small_model() -> UniVAE:
+    """kexue-small-zh when it is there (L4/H256, k = 2), else the same shape with random weights."""
     from kexue.checkpoints import small_zh_path
 
-    config = UniVAEConfig(num_independent_layers=2, max_length=32)
     path = small_zh_path()
-    if path is not None:
-        return UniVAE.from_pretrained(path, config).eval()
-    return UniVAE(Transformer(TransformerConfig(nsp_head=False, pooler=False)), config).eval()
+    if path is None:
+        return _random_model(2)
+    return UniVAE.from_pretrained(path, UniVAEConfig(num_independent_layers=2, max_length=32)).eval()
 
 
 def _base_model() -> UniVAE:
     """The post's configuration: BERT-base, independent masks in the first 8 of 12 layers."""
-    backbone = Transformer(TransformerConfig(hidden_size=768, num_layers=12, num_heads=12, intermediate_size=3072,
-                                             nsp_head=False, pooler=False))
-    return UniVAE(backbone, UniVAEConfig(num_independent_layers=8, max_length=32)).eval()
+    return _random_model(8, hidden_size=768, num_layers=12, num_heads=12, intermediate_size=3072)
 
 
 @register_benchmark("univae", "bojone/univae decoding (full recomputation per step)",
