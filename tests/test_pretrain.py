@@ -15,6 +15,8 @@ from kexue.models import Transformer, TransformerConfig
 from kexue.pretrain import (IGNORE_INDEX, PretrainBatches, SpecialIds, evaluate_pretraining, mask_tokens,
                             pack_segments, read_documents, split_eval_documents, split_sentences, tokenize_corpus)
 from kexue.pretrain.cli import main
+from kexue.training import load_model_state
+from kexue.training.checkpoint import load_trainer_state
 
 FIXTURES = Path(__file__).parent / "fixtures" / "pretrain"
 CORPUS, VOCAB = FIXTURES / "corpus.jsonl", FIXTURES / "vocab.txt"
@@ -221,13 +223,13 @@ def test_cli_resume_continues_from_the_checkpoint(tmp_path, monkeypatch, capsys)
     monkeypatch.setattr(task, "pretraining_loss", original)
     assert main(cli(tmp_path / "cut", *common, "--resume")) == 0
     assert json.loads((tmp_path / "cut" / "summary.json").read_text())["steps_this_run"] == 10
-    full = torch.load(tmp_path / "full" / "checkpoints" / "step-00000020" / "training_state.pt", weights_only=False)
-    cut = torch.load(tmp_path / "cut" / "checkpoints" / "step-00000020" / "training_state.pt", weights_only=False)
-    assert full["step"] == cut["step"] == 20
-    for key, state in full["optimizer"]["state"].items():
-        assert torch.equal(state["exp_avg"], cut["optimizer"]["state"][key]["exp_avg"])
-    weights = torch.load(tmp_path / "full" / "checkpoints" / "step-00000020" / "model.pt")
-    for name, value in torch.load(tmp_path / "cut" / "checkpoints" / "step-00000020" / "model.pt").items():
+    full, cut = (tmp_path / name / "checkpoints" / "step-00000020" for name in ("full", "cut"))
+    assert load_trainer_state(full)["step"] == load_trainer_state(cut)["step"] == 20
+    full_optimizer, cut_optimizer = (torch.load(path / "optimizer.bin", weights_only=False)["state"] for path in (full, cut))
+    for key, state in full_optimizer.items():
+        assert torch.equal(state["exp_avg"], cut_optimizer[key]["exp_avg"])
+    weights = load_model_state(full)
+    for name, value in load_model_state(cut).items():
         assert torch.allclose(value, weights[name], atol=1e-6), name
     # eval-only recomputes the logged eval numbers of a checkpoint exactly
     capsys.readouterr()
