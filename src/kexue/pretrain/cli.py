@@ -6,9 +6,9 @@ Example (a tiny run on a few lines of Chinese text)::
 
 Several processes (``--batch-size`` stays the global batch; see :mod:`kexue.training.distributed`)::
 
-    torchrun --nproc_per_node 2 -m kexue pretrain ...                                  # CPU (gloo) or GPUs (nccl)
-    accelerate launch --multi_gpu --num_processes 2 -m kexue pretrain ...             # GPUs
-    ACCELERATE_USE_CPU=1 accelerate launch --multi_gpu --num_processes 2 -m kexue pretrain ...  # CPU
+    torchrun --nproc_per_node 2 -m kexue.cli pretrain ...                                  # CPU (gloo) or GPUs (nccl)
+    accelerate launch --multi_gpu --num_processes 2 -m kexue.cli pretrain ...             # GPUs
+    ACCELERATE_USE_CPU=1 accelerate launch --multi_gpu --num_processes 2 -m kexue.cli pretrain ...  # CPU
 
 Writes ``<out>/checkpoints/step-*/`` (resumable with ``--resume``; a changed setting needs
 ``--resume-override NAME``), ``<out>/metrics.jsonl``, ``<out>/model_config.json``,

@@ -54,8 +54,8 @@ def distributed_state():
     if cpu and launched_alone and "MASTER_ADDR" in os.environ and "ACCELERATE_USE_CPU" in os.environ:
         raise ValueError("`accelerate launch --cpu --num_processes N` starts a single process (accelerate runs "
                          "several CPU processes only under MPI). Start N CPU processes with "
-                         "`torchrun --nproc_per_node N -m kexue ...` or with "
-                         "`ACCELERATE_USE_CPU=1 accelerate launch --multi_gpu --num_processes N -m kexue ...`")
+                         "`torchrun --nproc_per_node N -m kexue.cli ...` or with "
+                         "`ACCELERATE_USE_CPU=1 accelerate launch --multi_gpu --num_processes N -m kexue.cli ...`")
     return PartialState(cpu=cpu)
 
 

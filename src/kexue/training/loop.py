@@ -166,6 +166,22 @@ def _accelerator(mixed_precision: str):
                        kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)])
 
 
+class _LossModule(nn.Module):
+    """``model`` and ``loss_fn`` as one module whose output is the loss, for DDP to wrap.
+
+    DDP's ``find_unused_parameters`` follows the graph back from the forward's outputs; a model's
+    outputs that the loss does not use (the pooler or NSP logits of an MLM-only batch) would make
+    it wait for gradients that never come. Wrapping the loss makes the output exactly the loss.
+    """
+
+    def __init__(self, model: nn.Module, loss_fn: LossFn) -> None:
+        super().__init__()
+        self.model, self.loss_fn = model, loss_fn
+
+    def forward(self, batch: Any) -> tuple[torch.Tensor, dict[str, float]]:
+        return self.loss_fn(self.model, batch)
+
+
 class _SignalFlag:
     """Records SIGINT/SIGTERM during training instead of dying mid-step; a second SIGINT aborts."""
 
@@ -335,7 +351,7 @@ class Trainer:
         optimizer = self._build_optimizer()
         scheduler = get_scheduler(SCHEDULES[config.decay], optimizer, num_warmup_steps=config.warmup_steps,
                                   num_training_steps=config.max_steps)
-        model, optimizer, scheduler = accelerator.prepare(self.model, optimizer, scheduler)
+        model, optimizer, scheduler = accelerator.prepare(_LossModule(self.model, self.loss_fn), optimizer, scheduler)
         self._register_unwrapped_checkpointing(accelerator)
         accelerator.wait_for_everyone()
         step, epoch, index = self._restore(accelerator, optimizer, scheduler) if resume else (0, 0, 0)
@@ -407,7 +423,7 @@ class Trainer:
             last = position == len(parts) - 1
             with contextlib.nullcontext() if last else accelerator.no_sync(model):
                 with accelerator.autocast():
-                    loss, metrics = self.loss_fn(model, part)
+                    loss, metrics = model(part)
                 metrics = dict(metrics)
                 weight = 0.0 if empty else float(metrics.pop(LOSS_COUNT, batch_rows(part)))
                 accelerator.backward(loss * weight)  # a sum over the part's terms
@@ -433,7 +449,7 @@ class Trainer:
     def _evaluate(self, accelerator, model: nn.Module, step: int) -> dict[str, float]:
         model.eval()
         with torch.no_grad():
-            result = {name: float(value) for name, value in self.eval_fn(accelerator.unwrap_model(model)).items()}
+            result = {name: float(value) for name, value in self.eval_fn(self.model).items()}
         model.train()
         self._log(accelerator, {"step": step, "kind": "eval", **result})
         return result
@@ -448,14 +464,14 @@ class Trainer:
 
     @staticmethod
     def _register_unwrapped_checkpointing(accelerator) -> None:
-        """Save and load the *unwrapped* model's state, so a checkpoint does not depend on the number
-        of processes (DDP would prefix every key with ``module.``)."""
+        """Save and load the user's model's own state, so a checkpoint does not depend on the number
+        of processes (DDP would prefix every key with ``module.``, :class:`_LossModule` with ``model.``)."""
         def save_hook(models, weights, output_dir):
-            weights[:] = [accelerator.unwrap_model(model).state_dict() for model in models]
+            weights[:] = [accelerator.unwrap_model(model).model.state_dict() for model in models]
 
         def load_hook(models, input_dir):
             for model in models:
-                accelerator.unwrap_model(model).load_state_dict(load_model_state(input_dir))
+                accelerator.unwrap_model(model).model.load_state_dict(load_model_state(input_dir))
             models.clear()
 
         accelerator.register_save_state_pre_hook(save_hook)
