@@ -257,3 +257,20 @@ def test_cli_bad_json_line_names_file_and_line(tmp_path, capsys):
     args[1] = str(bad)
     assert main(args) == 2
     assert f"{bad}:3: no string field 'text'" in capsys.readouterr().err
+
+
+def test_cli_resume_refuses_a_changed_lr_or_model_and_records_an_override(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(cli(out, "--max-steps", "4", "--save-every", "2", "--eval-every", "4")) == 0
+    capsys.readouterr()
+    assert main(cli(out, "--max-steps", "4", "--eval-every", "4", "--resume", "--lr", "5")) == 2
+    error = capsys.readouterr().err
+    assert "`learning_rate` was 0.0005 in the checkpoint, now 5.0" in error and "--resume-override learning_rate" in error
+    assert main(cli(out, "--max-steps", "4", "--eval-every", "4", "--resume", "--config", "small")) == 2
+    error = capsys.readouterr().err
+    assert "different model" in error and "`hidden_size` was 32" in error and "now 256" in error
+    assert main(cli(out, "--max-steps", "6", "--save-every", "2", "--eval-every", "6", "--resume", "--lr", "1e-3",
+                    "--resume-override", "learning_rate", "--resume-override", "max_steps")) == 0
+    saved = json.loads((out / "checkpoints" / "step-00000006" / "config.json").read_text())
+    assert saved["learning_rate"] == 1e-3 and saved["resume_overrides"] == ["learning_rate", "max_steps"]
+    assert {entry["field"] for entry in saved["resume_history"]} == {"learning_rate", "max_steps"}

@@ -170,3 +170,66 @@ def test_one_process_trains_in_bf16_then_in_fp32(tmp_path):
     assert bf16.step == fp32.step == 13
     assert fp32.last_train["mse"] == again.last_train["mse"]  # fp32 runs stay exactly reproducible
     assert fp32.last_train["mse"] != bf16.last_train["mse"]  # and the bf16 run really used autocast
+
+
+def test_resume_with_a_changed_learning_rate_is_refused_unless_overridden(tmp_path):
+    Trainer(make_model(), loss_fn, ShuffledBatches(), config(tmp_path, "run", max_steps=8)).fit()
+    changed = config(tmp_path, "run", max_steps=8, learning_rate=5.0)
+    with pytest.raises(ValueError, match=r"`learning_rate` was 0\.01 in the checkpoint, now 5\.0.*--resume-override learning_rate"):
+        Trainer(make_model(), loss_fn, ShuffledBatches(), changed).fit(resume=True)
+
+    overridden = config(tmp_path, "run", max_steps=13, learning_rate=5e-3, log_every=1,
+                        resume_overrides=("learning_rate", "max_steps"))
+    result = Trainer(make_model(), loss_fn, ShuffledBatches(), overridden).fit(resume=True)
+    saved = read_config(result.checkpoint)
+    assert saved["learning_rate"] == 5e-3 and saved["resume_overrides"] == ["learning_rate", "max_steps"]
+    assert saved["resume_history"] == [{"step": 8, "field": "learning_rate", "from": 1e-2, "to": 5e-3},
+                                       {"step": 8, "field": "max_steps", "from": 8, "to": 13}]
+    lr_at_9 = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()][-5]
+    assert lr_at_9["step"] == 9 and lr_at_9["lr"] == pytest.approx(5e-3 * 4 / 10)  # the new rate and schedule apply
+
+
+def test_resume_with_other_settings_or_another_model_is_a_clear_error(tmp_path):
+    Trainer(make_model(), loss_fn, ShuffledBatches(), config(tmp_path, "run", max_steps=4,
+                                                             settings={"batch_size": 8})).fit()
+    with pytest.raises(ValueError, match=r"`settings\.batch_size` was 8 in the checkpoint, now 16"):
+        Trainer(make_model(), loss_fn, ShuffledBatches(),
+                config(tmp_path, "run", max_steps=4, settings={"batch_size": 16})).fit(resume=True)
+    wider = nn.Sequential(nn.Linear(6, 32), nn.LayerNorm(32), nn.Dropout(0.2), nn.Linear(32, 1))
+    with pytest.raises(ValueError, match="different model"):
+        Trainer(wider, loss_fn, ShuffledBatches(), config(tmp_path, "run", max_steps=4,
+                                                          settings={"batch_size": 8})).fit(resume=True)
+
+
+def test_sigterm_saves_a_checkpoint_and_resume_continues_identically(tmp_path):
+    full = Trainer(make_model(), loss_fn, ShuffledBatches(), config(tmp_path, "full")).fit()
+    calls = {"n": 0}
+
+    def killed_loss(model, batch):
+        calls["n"] += 1
+        if calls["n"] == 6:  # SIGTERM arrives during step 6: the step finishes, then a checkpoint is saved
+            os.kill(os.getpid(), signal.SIGTERM)
+        return loss_fn(model, batch)
+
+    with pytest.raises(TrainingInterrupted) as stopped:
+        Trainer(make_model(), killed_loss, ShuffledBatches(), config(tmp_path, "cut")).fit()
+    assert stopped.value.code == 128 + signal.SIGTERM and stopped.value.step == 6
+    assert latest_checkpoint(tmp_path / "cut").name == "step-00000006"
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the handler is removed after training
+    resumed = Trainer(make_model(), loss_fn, ShuffledBatches(), config(tmp_path, "cut")).fit(resume=True)
+    assert resumed.step == 13
+    assert_same_training_state(full.checkpoint, resumed.checkpoint, steps=13)
+
+
+def test_gradient_accumulation_takes_the_same_steps(tmp_path):
+    """A global batch of 8 in 4 micro-batches of 2 gives the step of the whole batch (no dropout)."""
+    runs = {}
+    for steps in (1, 4):
+        torch.manual_seed(0)
+        model = nn.Sequential(nn.Linear(6, 16), nn.LayerNorm(16), nn.Linear(16, 1))
+        runs[steps] = Trainer(model, loss_fn, ShuffledBatches(),
+                              config(tmp_path, f"acc{steps}", gradient_accumulation_steps=steps)).fit()
+        runs[steps] = (load_model_state(runs[steps].checkpoint), runs[steps].last_train["loss"])
+    assert runs[1][1] == pytest.approx(runs[4][1], rel=1e-6)
+    for name, value in runs[1][0].items():
+        assert torch.allclose(value, runs[4][0][name], atol=1e-6), name

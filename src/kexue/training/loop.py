@@ -367,7 +367,7 @@ class Trainer:
         with _SignalFlag() as interrupt:
             while step < config.max_steps:
                 epoch, index, batch = next(batches)
-                metrics, stop_signal = self._step(accelerator, model, batch, interrupt.signum)
+                metrics, stop_signal = self._step(accelerator, model, batch, interrupt)
                 if config.grad_clip is not None:
                     metrics["grad_norm"] = float(accelerator.clip_grad_norm_(model.parameters(), config.grad_clip))
                 optimizer.step()
@@ -409,7 +409,7 @@ class Trainer:
         bar.close()
         return TrainResult(step, stopped_by, checkpoint, last_train, last_eval)
 
-    def _step(self, accelerator, model: nn.Module, batch: Any, signum: int) -> tuple[dict[str, float], int]:
+    def _step(self, accelerator, model: nn.Module, batch: Any, interrupt: _SignalFlag) -> tuple[dict[str, float], int]:
         """Forward and backward this process's parts of the global ``batch``, leaving in ``.grad`` the
         gradient of the global mean loss. Returns the global mean metrics and the signal that any
         process received (0: none), so that all processes stop at the same step."""
@@ -431,6 +431,7 @@ class Trainer:
                 weighted[name] += weight * float(value)
             weighted[LOSS_COUNT] += weight
         names = sorted(weighted)  # the same on every process: the batch and its task are shared
+        signum = interrupt.signum  # read after the step's work: a signal during it stops after it
         totals = torch.tensor([weighted[name] for name in names] + [float(signum)], dtype=torch.float64,
                               device=accelerator.device)
         totals = accelerator.reduce(totals, reduction="sum").tolist()
