@@ -50,7 +50,7 @@ def _configure(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     data.add_argument("--text-field", default="text", help="JSONL field with the text (default: text)")
     data.add_argument("--text-format", choices=("blocks", "lines"), default="blocks",
                       help="text files: a document per blank-line-separated block (default) or per line")
-    data.add_argument("--vocab", required=True, help="vocab.txt or a checkpoint folder with one")
+    data.add_argument("--vocab", required=True, help="vocab.txt or a checkpoint folder with vocab.txt or tokenizer.json")
     data.add_argument("--eval-docs", type=int, default=None, help="held-out documents, spread evenly")
     data.add_argument("--eval-fraction", type=float, default=0.01, help="held-out fraction if --eval-docs unset")
     data.add_argument("--eval-file", nargs="+", default=None, help="held-out documents from these files instead")
@@ -279,15 +279,10 @@ def run(args) -> dict:
                      "args": {k: v for k, v in vars(args).items() if k != "func"}}
     if state.is_main_process:
         export = copy.deepcopy(model).half() if args.export_fp16 else model
-        export.save_pretrained(out / "final", vocab_file=_vocab_file(args.vocab))
+        export.save_pretrained(out / "final", vocab_file=tokenizer)
         (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str), encoding="utf-8")
     state.wait_for_everyone()
     return summary
-
-
-def _vocab_file(vocab: str) -> Path:
-    path = Path(vocab)
-    return path / "vocab.txt" if path.is_dir() else path
 
 
 def command(args: argparse.Namespace) -> int:

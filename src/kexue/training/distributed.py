@@ -22,11 +22,13 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable
 from typing import Any
 
 import torch
+from torch import nn
 
-__all__ = ["distributed_state", "use_cpu", "batch_rows", "batch_parts"]
+__all__ = ["distributed_state", "use_cpu", "make_accelerator", "LossModule", "batch_rows", "batch_parts"]
 
 logger = logging.getLogger(__name__)
 
@@ -57,6 +59,45 @@ def distributed_state():
                          "`torchrun --nproc_per_node N -m kexue.cli ...` or with "
                          "`ACCELERATE_USE_CPU=1 accelerate launch --multi_gpu --num_processes N -m kexue.cli ...`")
     return PartialState(cpu=cpu)
+
+
+def make_accelerator(mixed_precision: str):
+    """An ``Accelerator`` with this run's precision, whatever an earlier run in the process used.
+
+    accelerate keeps one process-wide ``AcceleratorState`` and refuses a new ``Accelerator`` whose
+    ``mixed_precision`` differs from the first one's. One process often trains several times with
+    different settings: ``kexue reproduce all`` runs a bf16 fine-tuning and then an fp32 pretraining.
+    So the precision part of that state is reset first. The distributed part, ``PartialState``
+    (process group, rank, device), is kept. The schedule steps once per update (the batch is
+    global, see :mod:`kexue.training.distributed`); unused parameters (e.g. the NSP head on a
+    UniLM batch) are allowed under DDP.
+    """
+    from accelerate import Accelerator
+    from accelerate.state import AcceleratorState
+    from accelerate.utils import DistributedDataParallelKwargs
+
+    distributed_state()
+    previous = AcceleratorState._shared_state.get("_mixed_precision")
+    if previous is not None and previous != mixed_precision:
+        AcceleratorState._reset_state(reset_partial_state=False)
+    return Accelerator(mixed_precision=mixed_precision, cpu=use_cpu(), step_scheduler_with_optimizer=False,
+                       kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)])
+
+
+class LossModule(nn.Module):
+    """``model`` and ``loss_fn`` as one module whose output is the loss, for DDP to wrap.
+
+    DDP's ``find_unused_parameters`` follows the graph back from the forward's outputs; a model's
+    outputs that the loss does not use (the pooler or NSP logits of an MLM-only batch) would make
+    it wait for gradients that never come. Wrapping the loss makes the output exactly the loss.
+    """
+
+    def __init__(self, model: nn.Module, loss_fn: Callable[[nn.Module, Any], Any]) -> None:
+        super().__init__()
+        self.model, self.loss_fn = model, loss_fn
+
+    def forward(self, batch: Any) -> tuple[torch.Tensor, dict[str, float]]:
+        return self.loss_fn(self.model, batch)
 
 
 def batch_rows(batch: Any) -> int:

@@ -42,7 +42,6 @@ import logging
 import math
 import signal
 import sys
-import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
@@ -56,7 +55,8 @@ from tqdm.auto import tqdm
 
 from .checkpoint import (latest_checkpoint, list_checkpoints, load_model_state, load_trainer_state, publish_checkpoint,
                          read_config, remove_stale_tmp, tmp_checkpoint_dir)
-from .distributed import batch_parts, batch_rows, distributed_state, use_cpu
+from .distributed import LossModule, batch_parts, batch_rows, make_accelerator
+from .interrupt import SignalFlag, TrainingInterrupted
 from .resume import check_resume
 
 __all__ = ["TrainingConfig", "Trainer", "TrainResult", "TrainingInterrupted", "param_groups", "LossFn", "EvalFn"]
@@ -125,14 +125,6 @@ class TrainResult:
     last_eval: dict[str, float]           # last evaluation, {} without eval_fn
 
 
-class TrainingInterrupted(SystemExit):
-    """SIGINT or SIGTERM stopped training after a checkpoint was saved; exits with ``128 + signal``."""
-
-    def __init__(self, signum: int, step: int, checkpoint: Path) -> None:
-        super().__init__(128 + signum)
-        self.signum, self.step, self.checkpoint = signum, step, checkpoint
-
-
 def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
     """Two AdamW groups: tensors with ``dim >= 2`` decay, biases and norm gains do not."""
     params = [p for p in model.parameters() if p.requires_grad]  # parameters() skips tied duplicates
@@ -141,69 +133,6 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
     logger.info("weight decay on %d tensors (%d values), none on %d tensors (%d values)",
                 len(decayed), sum(p.numel() for p in decayed), len(kept), sum(p.numel() for p in kept))
     return [{"params": decayed, "weight_decay": weight_decay}, {"params": kept, "weight_decay": 0.0}]
-
-
-def _accelerator(mixed_precision: str):
-    """An ``Accelerator`` with this run's precision, whatever an earlier run in the process used.
-
-    accelerate keeps one process-wide ``AcceleratorState`` and refuses a new ``Accelerator`` whose
-    ``mixed_precision`` differs from the first one's. One process often trains several times with
-    different settings: ``kexue reproduce all`` runs a bf16 fine-tuning and then an fp32 pretraining.
-    So the precision part of that state is reset first. The distributed part, ``PartialState``
-    (process group, rank, device), is kept. The schedule steps once per update (the batch is
-    global, see :mod:`kexue.training.distributed`); unused parameters (e.g. the NSP head on a
-    UniLM batch) are allowed under DDP.
-    """
-    from accelerate import Accelerator
-    from accelerate.state import AcceleratorState
-    from accelerate.utils import DistributedDataParallelKwargs
-
-    distributed_state()
-    previous = AcceleratorState._shared_state.get("_mixed_precision")
-    if previous is not None and previous != mixed_precision:
-        AcceleratorState._reset_state(reset_partial_state=False)
-    return Accelerator(mixed_precision=mixed_precision, cpu=use_cpu(), step_scheduler_with_optimizer=False,
-                       kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)])
-
-
-class _LossModule(nn.Module):
-    """``model`` and ``loss_fn`` as one module whose output is the loss, for DDP to wrap.
-
-    DDP's ``find_unused_parameters`` follows the graph back from the forward's outputs; a model's
-    outputs that the loss does not use (the pooler or NSP logits of an MLM-only batch) would make
-    it wait for gradients that never come. Wrapping the loss makes the output exactly the loss.
-    """
-
-    def __init__(self, model: nn.Module, loss_fn: LossFn) -> None:
-        super().__init__()
-        self.model, self.loss_fn = model, loss_fn
-
-    def forward(self, batch: Any) -> tuple[torch.Tensor, dict[str, float]]:
-        return self.loss_fn(self.model, batch)
-
-
-class _SignalFlag:
-    """Records SIGINT/SIGTERM during training instead of dying mid-step; a second SIGINT aborts."""
-
-    def __init__(self) -> None:
-        self.signum = 0
-        self._previous: dict[int, Any] = {}
-
-    def _handle(self, signum, frame) -> None:
-        if self.signum and signum == signal.SIGINT:
-            raise KeyboardInterrupt
-        logger.warning("received %s: saving a checkpoint after this step", signal.Signals(signum).name)
-        self.signum = signum
-
-    def __enter__(self) -> "_SignalFlag":
-        if threading.current_thread() is threading.main_thread():  # signal handlers live in the main thread
-            for signum in (signal.SIGINT, signal.SIGTERM):
-                self._previous[signum] = signal.signal(signum, self._handle)
-        return self
-
-    def __exit__(self, *exc) -> None:
-        for signum, handler in self._previous.items():
-            signal.signal(signum, handler)
 
 
 class Trainer:
@@ -341,8 +270,8 @@ class Trainer:
         if not resume and list_checkpoints(self.output_dir):
             raise ValueError(f"{self.output_dir} already holds checkpoints: resume from them (resume=True, "
                              "--resume) or choose another output directory")
-        accelerator = _accelerator(config.mixed_precision)
-        set_seed(config.seed)
+        accelerator = make_accelerator(config.mixed_precision)
+        set_seed(config.seed, device_specific=True)  # seed + rank: processes draw different dropout masks
         if accelerator.is_main_process:
             self.output_dir.mkdir(parents=True, exist_ok=True)
             remove_stale_tmp(self.output_dir)
@@ -351,7 +280,7 @@ class Trainer:
         optimizer = self._build_optimizer()
         scheduler = get_scheduler(SCHEDULES[config.decay], optimizer, num_warmup_steps=config.warmup_steps,
                                   num_training_steps=config.max_steps)
-        model, optimizer, scheduler = accelerator.prepare(_LossModule(self.model, self.loss_fn), optimizer, scheduler)
+        model, optimizer, scheduler = accelerator.prepare(LossModule(self.model, self.loss_fn), optimizer, scheduler)
         self._register_unwrapped_checkpointing(accelerator)
         accelerator.wait_for_everyone()
         step, epoch, index = self._restore(accelerator, optimizer, scheduler) if resume else (0, 0, 0)
@@ -364,7 +293,7 @@ class Trainer:
         stopped_by, checkpoint = "max_steps", None
         batches = self._batches(epoch, index)
         model.train()
-        with _SignalFlag() as interrupt:
+        with SignalFlag() as interrupt:
             while step < config.max_steps:
                 epoch, index, batch = next(batches)
                 metrics, stop_signal = self._step(accelerator, model, batch, interrupt)
@@ -396,7 +325,7 @@ class Trainer:
                     last_eval = self._evaluate(accelerator, model, step)
                 if (config.save_every and step % config.save_every == 0) or done or stop_signal:
                     checkpoint = self._save(accelerator, step, epoch, index)
-                if stop_signal:
+                if stop_signal and not done:
                     bar.close()
                     logger.warning("stopped by %s at step %d; continue with resume (--resume) from %s",
                                    signal.Signals(stop_signal).name, step, checkpoint)
@@ -409,7 +338,7 @@ class Trainer:
         bar.close()
         return TrainResult(step, stopped_by, checkpoint, last_train, last_eval)
 
-    def _step(self, accelerator, model: nn.Module, batch: Any, interrupt: _SignalFlag) -> tuple[dict[str, float], int]:
+    def _step(self, accelerator, model: nn.Module, batch: Any, interrupt: SignalFlag) -> tuple[dict[str, float], int]:
         """Forward and backward this process's parts of the global ``batch``, leaving in ``.grad`` the
         gradient of the global mean loss. Returns the global mean metrics and the signal that any
         process received (0: none), so that all processes stop at the same step."""
@@ -466,7 +395,7 @@ class Trainer:
     @staticmethod
     def _register_unwrapped_checkpointing(accelerator) -> None:
         """Save and load the user's model's own state, so a checkpoint does not depend on the number
-        of processes (DDP would prefix every key with ``module.``, :class:`_LossModule` with ``model.``)."""
+        of processes (DDP would prefix every key with ``module.``, :class:`LossModule` with ``model.``)."""
         def save_hook(models, weights, output_dir):
             weights[:] = [accelerator.unwrap_model(model).model.state_dict() for model in models]
 
