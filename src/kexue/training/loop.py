@@ -196,7 +196,7 @@ class Trainer:
             logger.info("resume: no checkpoint in %s, starting from step 0", self.output_dir)
             return 0, 0, 0
         state, saved = load_trainer_state(checkpoint), read_config(checkpoint)
-        applied = check_resume(saved, dataclasses.asdict(self.config), self.config.resume_overrides, state["step"],
+        applied = check_resume(saved, dataclasses.asdict(self.config), frozenset(self.config.resume_overrides), state["step"],
                                str(checkpoint))
         self.resume_history = saved.get("resume_history", []) + applied
         fresh = [group["initial_lr"] for group in optimizer.param_groups]  # this run's schedule base
