@@ -110,3 +110,48 @@ def test_fp16_checkpoints_say_to_load_in_float32(tmp_path):
     tiny_model().save_pretrained(tmp_path / "fp32")
     assert "dtype=torch.float32" in (tmp_path / "fp16" / "README.md").read_text()
     assert "dtype=torch.float32" not in (tmp_path / "fp32" / "README.md").read_text()
+
+
+@pytest.fixture
+def tokenizer_json_only_backbone(tmp_path) -> Path:
+    """A 3-layer backbone folder whose tokenizer is only ``tokenizer.json`` (as transformers 5 saves it)."""
+    torch.manual_seed(0)
+    vocab_size = len((FIXTURES / "vocab.txt").read_text(encoding="utf-8").splitlines())
+    model = Transformer(TransformerConfig(vocab_size=vocab_size, hidden_size=16, num_layers=3, num_heads=2,
+                                          intermediate_size=32, max_positions=64))
+    folder = tmp_path / "backbone"
+    model.save_pretrained(folder, vocab_file=FIXTURES / "vocab.txt")
+    for name in ("vocab.txt", "tokenizer_config.json", "README.md"):
+        (folder / name).unlink()
+    return folder
+
+
+def assert_tokenizer_files(folder: Path) -> None:
+    from kexue.data.tokenizer import load_tokenizer
+
+    assert {"vocab.txt", "tokenizer.json", "tokenizer_config.json"} <= {p.name for p in folder.iterdir()}
+    assert load_tokenizer(folder)(TEXTS)["input_ids"] == load_tokenizer(FIXTURES / "vocab.txt")(TEXTS)["input_ids"]
+
+
+def test_kbqa_train_from_a_backbone_with_only_tokenizer_json(tmp_path, tokenizer_json_only_backbone):
+    from kexue.cli import main
+
+    questions = tmp_path / "questions.jsonl"
+    questions.write_text("".join(json.dumps({"id": i, "question": f"{name}的身高是什么",
+                                             "answer": f"{name} ||| 身高 ||| {i}"}, ensure_ascii=False) + "\n"
+                                 for i, name in enumerate(["我爱", "北京", "天安", "门的", "机器", "学习"])),
+                         encoding="utf-8")
+    assert main(["kbqa", "train", "--out", str(tmp_path / "run"), "--model", str(tokenizer_json_only_backbone),
+                 "--questions", str(questions), "--max-steps", "2", "--batch-size", "4"]) == 0
+    assert_tokenizer_files(tmp_path / "run" / "final")
+
+
+def test_univae_train_from_a_backbone_with_only_tokenizer_json(tmp_path, tokenizer_json_only_backbone):
+    from kexue.cli import main
+
+    sentences = tmp_path / "sentences.txt"
+    sentences.write_text("\n".join(TEXTS * 3) + "\n", encoding="utf-8")
+    assert main(["univae", "train", "--out", str(tmp_path / "vae"), "--backbone", str(tokenizer_json_only_backbone),
+                 "--sentences", str(sentences), "--independent-layers", "1", "--latent", "gaussian",
+                 "--steps", "2", "--batch-size", "4", "--max-length", "16"]) == 0
+    assert_tokenizer_files(tmp_path / "vae" / "model")

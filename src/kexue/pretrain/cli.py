@@ -200,19 +200,17 @@ def _load_for_eval(checkpoint: Path):
     return Transformer.from_pretrained(checkpoint)
 
 
-def _write_model_config(out: Path, model_config, resume: bool) -> None:
-    """Write ``model_config.json``; on resume, refuse a model config that differs from the saved one."""
-    fields = dataclasses.asdict(model_config)
-    path = out / "model_config.json"
-    if resume and path.is_file():
-        saved = json.loads(path.read_text(encoding="utf-8"))
-        changed = {name: (saved.get(name), fields.get(name)) for name in sorted(set(saved) | set(fields))
-                   if saved.get(name) != fields.get(name)}
-        if changed:
-            raise ValueError(f"--resume with a different model (--config/--position/--seq-len): " + "; ".join(
-                f"`{name}` was {old!r} in {path}, now {new!r}" for name, (old, new) in changed.items()))
-    out.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(fields, indent=2), encoding="utf-8")
+def _check_model_config(out: Path, model_config) -> None:
+    """On resume, refuse a model config that differs from the run's ``model_config.json``."""
+    fields, path = dataclasses.asdict(model_config), out / "model_config.json"
+    if not path.is_file():
+        return
+    saved = json.loads(path.read_text(encoding="utf-8"))
+    changed = {name: (saved.get(name), fields.get(name)) for name in sorted(set(saved) | set(fields))
+               if saved.get(name) != fields.get(name)}
+    if changed:
+        raise ValueError("--resume with a different model (--config/--position/--seq-len): " + "; ".join(
+            f"`{name}` was {old!r} in {path}, now {new!r}" for name, (old, new) in changed.items()))
 
 
 def _training_config(args):
@@ -254,8 +252,11 @@ def run(args) -> dict:
         return {"checkpoint": str(args.checkpoint), "eval": evaluate_pretraining(model, eval_batches)}
     model_config = _model_config(args, len(tokenizer))
     config = _training_config(args)
+    if args.resume:
+        _check_model_config(out, model_config)  # on every process, so that all of them stop
     if state.is_main_process:
-        _write_model_config(out, model_config, args.resume)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "model_config.json").write_text(json.dumps(dataclasses.asdict(model_config), indent=2), encoding="utf-8")
     torch.manual_seed(args.seed)
     model = Transformer(model_config)
     seen = {"tokens": 0.0, "calls": 0}
