@@ -53,10 +53,12 @@ def _configure(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     data.add_argument("--vocab", required=True, help="vocab.txt or a checkpoint folder with vocab.txt or tokenizer.json")
     data.add_argument("--eval-docs", type=int, default=None, help="held-out documents, spread evenly")
     data.add_argument("--eval-fraction", type=float, default=0.01, help="held-out fraction if --eval-docs unset")
-    data.add_argument("--eval-file", nargs="+", default=None, help="held-out documents from these files instead")
+    data.add_argument("--eval-file", nargs="+", default=None, help="held-out documents from these files instead (left out of training)")
     data.add_argument("--eval-batches", type=int, default=20, help="at most this many held-out batches")
     model = parser.add_argument_group("model")
     model.add_argument("--config", default="small", help="small | tiny | a JSON file or JSON object of TransformerConfig fields")
+    model.add_argument("--init-from", default=None, metavar="DIR",
+                       help="start from this save_pretrained folder's weights (same config) instead of a random init")
     model.add_argument("--position", choices=("rope", "absolute"), default=None, help="overrides the config")
     task = parser.add_argument_group("objectives")
     task.add_argument("--seq-len", type=int, default=128)
@@ -155,27 +157,35 @@ def _prepare_data(args, tokenizer):
     if args.corpus == "zh":
         from kexue.data.pretraining import chinese_pretraining_documents
 
-        documents = [document.text for document in chinese_pretraining_documents(args.data)]
+        corpus = list(chinese_pretraining_documents(args.data))
+        documents, sources = [document.text for document in corpus], [document.source for document in corpus]
     else:
         documents = read_documents(_expand(args.input, "--input"), args.text_field, args.text_format)
+        sources = None
+    train_sources = eval_sources = None
     if args.eval_file:
-        train_docs, eval_docs = documents, read_documents(_expand(args.eval_file, "--eval-file"), args.text_field,
-                                                          args.text_format)
+        eval_docs = read_documents(_expand(args.eval_file, "--eval-file"), args.text_field, args.text_format)
+        held_out = set(eval_docs)  # a held-out document is never trained on, even if the corpus has it
+        kept = [i for i, document in enumerate(documents) if document not in held_out]
+        train_docs = [documents[i] for i in kept]
+        train_sources = None if sources is None else [sources[i] for i in kept]
     else:
         count = args.eval_docs if args.eval_docs is not None else max(1, round(args.eval_fraction * len(documents)))
         train_docs, eval_docs = split_eval_documents(documents, count)
+        if sources is not None:
+            train_sources, eval_sources = split_eval_documents(sources, count)
     special = SpecialIds.from_tokenizer(tokenizer)
     common = dict(special=special, batch_size=args.batch_size, seq_len=args.seq_len, mlm_prob=args.mlm_prob,
                   nsp=args.nsp, whole_word=args.wwm)
     train = None
     if not args.eval_only:
-        train_corpus = tokenize_corpus(train_docs, tokenizer, whole_word=args.wwm)
+        train_corpus = tokenize_corpus(train_docs, tokenizer, whole_word=args.wwm, sources=train_sources)
         # Global batches, the same on every process: the Trainer gives each process its rows.
         train = PretrainBatches(train_corpus, pack_segments(train_corpus, args.seq_len - 3), seed=args.seed,
                                 unilm_fraction=args.unilm, **common)
         logger.info("data: %d train documents, %d tokens, %d batches/epoch", len(train_docs),
                     len(train_corpus.tokens), len(train))
-    eval_corpus = tokenize_corpus(eval_docs, tokenizer, whole_word=args.wwm)
+    eval_corpus = tokenize_corpus(eval_docs, tokenizer, whole_word=args.wwm, sources=eval_sources)
     eval_segments = pack_segments(eval_corpus, args.seq_len - 3)
     eval_batches = list(PretrainBatches(eval_corpus, eval_segments, seed=EVAL_SEED, **common))[:args.eval_batches]
     if args.unilm:
@@ -259,6 +269,8 @@ def run(args) -> dict:
         (out / "model_config.json").write_text(json.dumps(dataclasses.asdict(model_config), indent=2), encoding="utf-8")
     torch.manual_seed(args.seed)
     model = Transformer(model_config)
+    if args.init_from:
+        model.load_state_dict(_initial_weights(Path(args.init_from), model_config))
     seen = {"tokens": 0.0, "calls": 0}
 
     def loss_fn(model, batch):
@@ -284,6 +296,16 @@ def run(args) -> dict:
         (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str), encoding="utf-8")
     state.wait_for_everyone()
     return summary
+
+
+def _initial_weights(folder: Path, model_config) -> dict:
+    """The float32 state dict of a save_pretrained folder whose config equals ``model_config``."""
+    from kexue.models import Transformer
+
+    start = Transformer.from_pretrained(folder)
+    if start.config != model_config:
+        raise ValueError(f"`--init-from`: {folder} has config {start.config}, but this run builds {model_config}")
+    return {name: tensor.float() for name, tensor in start.state_dict().items()}
 
 
 def command(args: argparse.Namespace) -> int:
