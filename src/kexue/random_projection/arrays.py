@@ -14,6 +14,7 @@ is never densified here.
 
 from __future__ import annotations
 
+import warnings
 from typing import Any, Literal
 
 import numpy as np
@@ -79,8 +80,10 @@ def _scipy_to_tensor(X: Any, name: str) -> Tensor:
         X = X.copy()
         X.sum_duplicates()
     data = _float_array(X.data, name)
-    return torch.sparse_csr_tensor(torch.from_numpy(X.indptr), torch.from_numpy(X.indices), torch.from_numpy(data),
-                                   X.shape, check_invariants=False)  # canonical CSR, made so above
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
+        return torch.sparse_csr_tensor(torch.from_numpy(X.indptr), torch.from_numpy(X.indices),
+                                       torch.from_numpy(data), X.shape, check_invariants=False)  # canonical, see above
 
 
 def _check_tensor(X: Tensor, name: str) -> Tensor:

@@ -141,10 +141,10 @@ def _check_arrays(n_points: np.ndarray, eps: np.ndarray) -> None:
     if eps.dtype.kind not in "iuf":
         raise ValueError(f"`eps` must hold real numbers, got dtype {eps.dtype}")
     if (n_points < 1).any():
-        raise ValueError(f"`n_points` must be positive integers, got {n_points[n_points < 1].flat[0]!r}")
+        raise ValueError(f"`n_points` must be positive integers, got {n_points[n_points < 1].flat[0].item()!r}")
     outside = ~((eps > 0) & (eps < 1))
     if outside.any():
-        raise ValueError(f"`eps` must be in (0, 1), got {eps[outside].flat[0]!r}")
+        raise ValueError(f"`eps` must be in (0, 1), got {eps[outside].flat[0].item()!r}")
 
 
 def _min_dim(n_points: int, eps: float, bound: str, target: str, failure_probability: float | None) -> int:
