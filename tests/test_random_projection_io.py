@@ -178,3 +178,20 @@ def test_jl_min_dim_takes_numpy_scalars_and_broadcasts_like_sklearn():
         jl_min_dim([100, -4], eps=0.5)
     with pytest.raises(ValueError, match="`n_points` must hold integers"):
         jl_min_dim([100.0, 4.5], eps=0.5)
+
+
+@pytest.mark.parametrize(("shape", "n_components"), [((1, 7), 3), ((2, 3, 1000), 17), ((300, 513), 1)])
+def test_float32_cpu_product_matches_float64(shape, n_components):
+    X = torch.randn(*shape, generator=torch.Generator().manual_seed(2))
+    projection = GaussianRandomProjection(n_components, random_state=0).fit(X.reshape(-1, shape[-1]))
+    exact = (X.double() @ projection.components_.double().T).float()
+    fast = projection.transform(X)  # oneDNN's prepacked kernel where torch has it
+    assert fast.shape == (*shape[:-1], n_components) and fast.dtype == torch.float32
+    torch.testing.assert_close(fast, exact, rtol=1e-5, atol=1e-5 * shape[-1] ** 0.5)
+
+
+def test_gradients_flow_through_the_projection():
+    X = torch.randn(4, 30, requires_grad=True)
+    projection = GaussianRandomProjection(6, random_state=0).fit(X.detach())
+    projection.transform(X).sum().backward()
+    torch.testing.assert_close(X.grad, projection.components_.sum(0).expand(4, 30))
