@@ -56,6 +56,7 @@ __all__ = [
     "check_input",
 ]
 
+
 class DataDimensionalityWarning(UserWarning):
     """The projection does not reduce: ``n_components`` exceeds the input dimension."""
 
@@ -115,14 +116,15 @@ class RandomProjection:
             ``[m, n]``), so that ``inverse_transform`` does not compute it per call.
         random_state: integer, ``torch.Generator`` or None.
         dtype: of the components; None (default) follows the input of ``fit`` (see the module docstring).
-        device: where the components live and products run; None follows the input of ``fit``.
-            Results always return to the input's device.
+        device: where the components live and products run; None: they live on the device of
+            ``fit``'s input and each product runs on its own input's device (the components are
+            copied there once). Results always return to the input's device.
 
     Attributes (set by ``fit``): ``n_components_``, ``n_features_in_``, ``components_`` (``[n, m]``),
     ``inverse_components_`` (with ``compute_inverse_components``).
 
-    Gaussian and sparse differ only in :meth:`_make_random_matrix`; the SRHT, which stores no
-    matrix, overrides ``_draw``, ``_project`` and ``_dense_components`` instead.
+    Gaussian and sparse differ in :meth:`_make_random_matrix` (and the product kernel, ``_project``);
+    the SRHT, which stores no matrix, overrides ``_draw``, ``_project`` and ``_dense_components``.
     """
 
     def __init__(self, n_components: int | str = "auto", *, eps: float = 0.1, bound: str = "dasgupta-gupta",
