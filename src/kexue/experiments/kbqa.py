@@ -59,9 +59,9 @@ class Plan:
     learning_rate: float = 3e-4  # the small 4-layer model fine-tunes at a larger rate than BERT-base
 
 
-# Full: 400 steps x 32 questions (0.7 epoch) per order, about 15 minutes each at 1 thread on a loaded
+# Full: 300 steps x 32 questions (0.53 epoch) per order, about 20 minutes each at 1 thread on a loaded
 # 2-core machine, then six decoding arms over 2,000 questions.
-FULL = Plan(train_questions=None, dev_questions=None, max_steps=400, batch_size=32, kb_from_subset=False)
+FULL = Plan(train_questions=None, dev_questions=None, max_steps=300, batch_size=32, kb_from_subset=False)
 QUICK = Plan(train_questions=400, dev_questions=32, max_steps=30, batch_size=16, kb_from_subset=True)
 # (order, beams, lookahead): the decoding arms, all on the K = 20 pseudo-KB.
 CONFIGS = [("spm", 1, False), ("spm", 1, True), ("spm", 3, False), ("spm", 3, True), ("smp", 1, True), ("smp", 3, True)]
