@@ -60,10 +60,10 @@ class Plan:
     learning_rate: float = 3e-4  # the small 4-layer model fine-tunes at a larger rate than BERT-base
 
 
-# Full: 300 steps x 32 questions (0.53 epoch) per order, about 30 minutes each at 1 thread on a 2-core
+# Full: 200 steps x 32 questions (0.36 epoch) per order, about 20-30 minutes each at 1 thread on a 2-core
 # machine shared 8 ways, then the greedy arms over 2,000 questions (beams=(1, 3) adds the beam-3 arms and
 # triples the decoding time).
-FULL = Plan(train_questions=None, dev_questions=None, max_steps=300, batch_size=32, kb_from_subset=False, beams=(1,))
+FULL = Plan(train_questions=None, dev_questions=None, max_steps=200, batch_size=32, kb_from_subset=False, beams=(1,))
 QUICK = Plan(train_questions=400, dev_questions=32, max_steps=30, batch_size=16, kb_from_subset=True, beams=(1, 3))
 # (order, beams, lookahead): the decoding arms, all on the K = 20 pseudo-KB.
 CONFIGS = [("spm", 1, False), ("spm", 1, True), ("spm", 3, False), ("spm", 3, True), ("smp", 1, True), ("smp", 3, True)]
