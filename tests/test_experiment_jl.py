@@ -6,6 +6,7 @@ import json
 import math
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -14,7 +15,8 @@ from kexue.experiments import jl, run_experiment
 FIXTURES = Path(__file__).parent / "fixtures" / "data"
 # 100 trials at N = 20 resolve the post-24 guarantee 19/20 (and 99%): zero failures give a lower end 0.964.
 TINY = jl.Sizes(lemma_samples=20_000, point_counts=(20, 40), trials={20: 100, 40: 10}, grid_points=4, synthetic_dim=500,
-                sentences=50, retrieval_queries=10, retrieval_seeds=2, svd_shape=(120, 80))
+                sentences=50, retrieval_queries=10, retrieval_seeds=1, sign_draws=2,
+                svd_shape=(120, 80))
 
 
 @pytest.fixture(autouse=True)
@@ -57,9 +59,11 @@ def test_span_coordinates_keep_every_distance():
     X = torch.randn(30, 200, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
     coordinates = jl._span_coordinates(X)
     assert coordinates.shape == (30, 30)
-    torch.testing.assert_close(torch.cdist(coordinates, coordinates), torch.cdist(X, X))
+    exact = "donot_use_mm_for_euclid_dist"
+    torch.testing.assert_close(torch.cdist(coordinates, coordinates, compute_mode=exact),
+                               torch.cdist(X, X, compute_mode=exact))
     narrow = X[:, :20]  # m <= N: used as is
-    assert jl._span_coordinates(narrow) is not narrow and torch.equal(jl._span_coordinates(narrow), narrow)
+    assert torch.equal(jl._span_coordinates(narrow), narrow)
 
 
 def test_success_counts_are_monotone_enough_to_find_the_99_percent_point():
@@ -81,7 +85,8 @@ def test_isotonic_n99_pools_a_noisy_dip_and_censors():
 
 def test_resolvable_matches_the_zero_failure_bound():
     # zero failures in T trials give a Clopper–Pearson lower end 0.025^(1/T)
-    assert jl._resolvable(0.99, 367) and not jl._resolvable(0.99, 366)
+    needed = math.ceil(math.log(0.025) / math.log(0.99))  # 368
+    assert jl._resolvable(0.99, needed) and not jl._resolvable(0.99, needed - 1)
     row = jl._guarantee_row("d", 100, "post-24", 443, 1190, 1200)
     assert row["verdict"] == "inconclusive" and row["p (rate < promised)"] > 0.025  # 10 failures vs 0.99: straddles
     failing = jl._guarantee_row("d", 100, "chernoff d=0.01", 278, 1100, 1200)
@@ -92,9 +97,9 @@ def test_sign_cosines_post_estimate_carries_the_analytic_bias():
     generator = torch.Generator().manual_seed(1)
     base = torch.randn(1, 64, generator=generator)
     E = torch.nn.functional.normalize(base + 0.8 * torch.randn(400, 64, generator=generator), dim=1)
-    found = jl._sign_cosines(E, torch.arange(20), seed=0, draws=4)
+    found = jl._sign_cosines(E, torch.arange(20), seed=0, draws=12)
     assert found["similar pairs"] > 500 and found["analytic post bias"] < -0.1
-    for error in found["post error"]:
-        assert error == pytest.approx(found["analytic post bias"], abs=0.03)
-    assert all(abs(error) < 0.03 for error in found["charikar error"])
+    # one draw's pairs share its projection, so single draws scatter (±0.05); their mean does not
+    assert np.mean(found["post error"]) == pytest.approx(found["analytic post bias"], abs=0.02)
+    assert abs(np.mean(found["charikar error"])) < 0.02
     assert found["spearman per query"].shape == (20,) and (found["spearman per query"] > 0.3).all()

@@ -93,17 +93,19 @@ class Sizes:
     synthetic_dim: int
     sentences: int  # real sentences embedded per dataset
     retrieval_queries: int
-    retrieval_seeds: int  # also the number of sign-code draws the sign-cosine intervals are over
+    retrieval_seeds: int
+    sign_draws: int  # sign-code draws the sign-cosine intervals are over (one draw's pairs share its projection)
     svd_shape: tuple[int, int]
 
 
 # Trials: 1,200 resolve a (N−1)/N guarantee up to N = 300 and 400 resolve 99% (zero failures); a
 # trial at N = 3000 costs 6 s on the shared CPU, so N stops at 1000.
 FULL = Sizes(lemma_samples=200_000, point_counts=(100, 300, 1000), trials={100: 1200, 300: 1200, 1000: 400},
-             grid_points=12, synthetic_dim=10_000, sentences=5000, retrieval_queries=1000, retrieval_seeds=5,
-             svd_shape=(3000, 2000))
+             grid_points=12, synthetic_dim=10_000, sentences=5000, retrieval_queries=1000, retrieval_seeds=3,
+             sign_draws=30, svd_shape=(3000, 2000))
 QUICK = Sizes(lemma_samples=20_000, point_counts=(100, 300), trials={100: 400, 300: 60}, grid_points=6,
-              synthetic_dim=10_000, sentences=400, retrieval_queries=100, retrieval_seeds=3, svd_shape=(600, 400))
+              synthetic_dim=10_000, sentences=400, retrieval_queries=100, retrieval_seeds=1, sign_draws=10,
+              svd_shape=(600, 400))
 
 
 # --- part 1: the lemmas -------------------------------------------------------------------------
@@ -379,7 +381,7 @@ def _retrieval_rows(name: str, E: Tensor, sizes: Sizes, seed: int) -> tuple[list
             recalls.append(_recall(_top_k(-hamming_distance(codes[query_index], codes), query_index), truth))
         row["sign-rp (hamming)"] = round(float(np.mean(recalls)), 4)
         rows.append(row)
-    return rows, _sign_cosines(E, query_index, seed, sizes.retrieval_seeds)
+    return rows, _sign_cosines(E, query_index, seed, sizes.sign_draws)
 
 
 def _rowwise_spearman(a: Tensor, b: Tensor) -> np.ndarray:
@@ -559,7 +561,7 @@ def run(ctx: Context) -> Outcome:
         "guarantee; 'n99' = smallest grid n whose success rate, fitted non-decreasing in n (isotonic), reaches "
         f"{CONFIDENCE:.0%}.",
         "A guarantee close to 1 needs many trials: zero failures in T trials clear p only if T ≥ ln 0.025 / ln p "
-        "(367 for 0.99, 1,105 for 299/300, 3,687 for 999/1000); a bound whose guarantee the trials cannot resolve "
+        "(368 for 0.99, 1,105 for 299/300, 3,688 for 999/1000); a bound whose guarantee the trials cannot resolve "
         "at some N is not run there (listed as 'not run').",
         "dasgupta-gupta is ceiled here (scikit-learn truncates: 221 instead of 222 at N = 100)."]
     generator = torch.Generator().manual_seed(ctx.seed)
