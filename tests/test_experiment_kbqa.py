@@ -41,7 +41,7 @@ def test_paired_comparison_is_in_points_on_the_same_questions():
 def test_claims_decide_by_the_paired_interval_and_skip_missing_arms():
     arms = _arms()
     comparisons = {id: kbqa._paired(arms, a, b, 0) for id, a, b, *_ in kbqa.COMPARISONS if a in arms and b in arms}
-    claims = {claim.id: claim for claim in kbqa._claims(comparisons, STORAGE)}
+    claims = {claim.id: claim for claim in kbqa._claims(comparisons, STORAGE, reference_em=70.0)}
     assert set(claims) == {"spm-beats-smp", "lookahead-helps", "trie-vs-dense-vectors", "trie-vs-dict-trie"}
     lookahead, order = claims["lookahead-helps"], claims["spm-beats-smp"]
     assert lookahead.verdict == "holds" and lookahead.source == "post" and lookahead.needs_training
@@ -49,3 +49,12 @@ def test_claims_decide_by_the_paired_interval_and_skip_missing_arms():
     assert order.measured == 0 and order.verdict == "inconclusive"  # the interval straddles 0
     assert order.interval["low"] < 0 < order.interval["high"] and "straddles" in order.reason
     assert claims["trie-vs-dense-vectors"].verdict == "holds" and not claims["trie-vs-dense-vectors"].needs_training
+
+
+def test_an_untrained_model_leaves_the_comparisons_inconclusive():
+    arms = _arms()
+    comparisons = {id: kbqa._paired(arms, a, b, 0) for id, a, b, *_ in kbqa.COMPARISONS if a in arms and b in arms}
+    claims = {claim.id: claim for claim in kbqa._claims(comparisons, STORAGE, reference_em=12.0)}
+    lookahead = claims["lookahead-helps"]
+    assert lookahead.verdict == "inconclusive" and "precondition not met" in lookahead.reason
+    assert lookahead.precondition == {"statement": lookahead.precondition["statement"], "measured": 12.0, "met": False}
