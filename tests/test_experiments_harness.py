@@ -142,7 +142,8 @@ def test_result_json_schema_and_report(tmp_path):
     assert "beats-half" in report and "line.png" in report and "nested.a" in report
     # the post's claims come first, then our checks
     assert report.index("## The post's claims") < report.index("## Our checks") < report.index("## rows")
-    assert "it beats one half" in report and "inconclusive (quick mode)" in report
+    assert "it beats one half" in report and "the trained model beats one half" in report
+    assert "inconclusive (quick mode)" in report
     assert result.claims_held == 2 and result.claims_failed == 0 and result.claims_inconclusive == 1
 
 
@@ -160,8 +161,7 @@ def test_errored_experiment_is_reported_and_all_goes_on(tmp_path, monkeypatch):
     assert "errored: _test-error" in text and "2 claims held, 0 failed, 1 inconclusive" in text
     assert "no data found" in text
     # REPORT.md opens with the posts' headline claims and their verdicts
-    assert text.index("## The posts' headline claims") < text.index("the trained model beats one half") < text.index(
-        "## Experiments")
+    assert text.index("## The posts' headline claims") < text.index("it beats one half") < text.index("## Experiments")
     error = json.loads((tmp_path / "_test-error" / "result.json").read_text())
     assert "boom from the experiment" in error["error"]
 
@@ -169,3 +169,15 @@ def test_errored_experiment_is_reported_and_all_goes_on(tmp_path, monkeypatch):
 def test_unknown_experiment(tmp_path):
     with pytest.raises(KeyError, match="unknown experiment"):
         run_experiment("_no-such-experiment", tmp_path)
+
+
+def test_old_result_claims_are_read(tmp_path):
+    from kexue.experiments.harness import RunResult, claim_verdict
+    from kexue.experiments.report import batch_report
+
+    old = [{"id": "a", "statement": "s", "expected": ">= 1", "measured": 2, "holds": True},
+           {"id": "b", "statement": "s", "expected": ">= 1", "measured": 0, "holds": False}]
+    assert [claim_verdict(claim) for claim in old] == ["holds", "fails"]
+    result = RunResult("old", False, 1.0, "ok", {}, "kexue", 0, {}, old, {}, [], [])
+    assert result.claim_counts() == "1 held, 1 failed, 0 inconclusive"
+    assert "1 claims held, 1 failed, 0 inconclusive" in batch_report([result], tmp_path)

@@ -332,7 +332,7 @@ class RunResult:
     post: str | None = None
 
     def _count(self, verdict: str) -> int:
-        return sum(1 for claim in self.claims if claim["verdict"] == verdict)
+        return sum(1 for claim in self.claims if claim_verdict(claim) == verdict)
 
     @property
     def claims_held(self) -> int:
@@ -406,6 +406,13 @@ def run_experiment(
 
     (out_dir / "report.md").write_text(experiment_report(result, experiments[name].summary), encoding="utf-8")
     return result
+
+
+def claim_verdict(claim: dict[str, Any]) -> str:
+    """The verdict of a result.json claim, also of one written before verdicts existed (``holds`` only)."""
+    if claim.get("verdict"):
+        return claim["verdict"]
+    return "inconclusive" if claim.get("holds") is None else "holds" if claim["holds"] else "fails"
 
 
 def _quick_mode_rule(claim: Claim, quick: bool) -> Claim:

@@ -6,6 +6,8 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable
 
+from kexue.experiments.harness import claim_verdict
+
 if TYPE_CHECKING:
     from kexue.experiments.harness import RunResult
 
@@ -46,7 +48,7 @@ def _flatten(metrics: dict[str, Any], prefix: str = "") -> Iterable[tuple[str, A
 
 def format_verdict(claim: dict[str, Any]) -> str:
     """``✅ holds``, ``❌ fails`` or ``❔ inconclusive (why)``; reads old claims (``holds`` only) too."""
-    verdict = claim.get("verdict") or ("holds" if claim.get("holds") else "fails")
+    verdict = claim_verdict(claim)
     if verdict == "holds":
         return "✅ holds"
     if verdict == "fails":
@@ -64,11 +66,17 @@ def format_interval(interval: dict[str, Any] | None) -> str:
     return f"[{low}, {high}] (n={interval['n']}, {interval['method']})"
 
 
+def _post_says(claim: dict[str, Any], limit: int | None = None) -> str:
+    """The post's own words (its quote) where the claim has one, else our statement of it."""
+    text = claim.get("quote") or claim["statement"]
+    return text if limit is None or len(text) <= limit else text[: limit - 1] + "…"
+
+
 def _post_rows(claims: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [
         {
             "claim": claim["id"],
-            "the post says": claim["statement"],
+            "the post says": _post_says(claim),
             "post's figure": claim.get("post_figure") or "",
             "ours": claim["measured"],
             "95% interval": format_interval(claim.get("interval")),
@@ -107,9 +115,7 @@ def _claims_sections(result: RunResult) -> list[str]:
     parts = [f"**Claims: {result.claim_counts()}.**\n"]
     if post_claims:
         parts += ["## The post's claims\n", markdown_table(_post_rows(post_claims))]
-        quotes = [f"- `{claim['id']}`: “{claim['quote']}”" for claim in post_claims if claim.get("quote")]
-        if quotes:
-            parts += ["The post, quoted:\n", *quotes, ""]
+        parts += ["How each was tested:\n", *(f"- `{claim['id']}`: {claim['statement']}" for claim in post_claims), ""]
     if our_claims:
         parts += ["## Our checks\n", claims_table(our_claims)]
     return parts
@@ -158,7 +164,7 @@ def _headline_rows(results: list[RunResult]) -> list[dict[str, Any]]:
         link = f"[{result.experiment}]({result.experiment}/report.md)"
         post_claims = [claim for claim in result.claims if _is_post_claim(claim)]
         for claim in post_claims:
-            rows.append({"post": result.post or "—", "experiment": link, "headline claim": claim["statement"],
+            rows.append({"post": result.post or "—", "experiment": link, "headline claim": f"`{claim['id']}`: {_post_says(claim, 140)}",
                          "post's figure": claim.get("post_figure") or "", "ours": claim["measured"],
                          "verdict": format_verdict(claim)})
         if not post_claims:
