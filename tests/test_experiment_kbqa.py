@@ -47,7 +47,7 @@ def test_claims_decide_by_the_paired_interval_and_skip_missing_arms():
     assert lookahead.verdict == "holds" and lookahead.source == "post" and lookahead.needs_training
     assert lookahead.post_figure and "4 percentage point" in lookahead.quote
     assert order.measured == 0 and order.verdict == "inconclusive"  # the interval straddles 0
-    assert order.interval["low"] < 0 < order.interval["high"] and "straddles" in order.reason
+    assert order.interval["low"] < 0 < order.interval["high"] and "does not exclude 0" in order.reason
     assert claims["trie-vs-dense-vectors"].verdict == "holds" and not claims["trie-vs-dense-vectors"].needs_training
 
 
@@ -58,3 +58,11 @@ def test_an_untrained_model_leaves_the_comparisons_inconclusive():
     lookahead = claims["lookahead-helps"]
     assert lookahead.verdict == "inconclusive" and "precondition not met" in lookahead.reason
     assert lookahead.precondition == {"statement": lookahead.precondition["statement"], "measured": 12.0, "met": False}
+
+
+def test_identical_arms_do_not_beat_each_other():
+    arms = _arms()
+    arms[kbqa._name("smp", 1, True)] = arms[kbqa._name("spm", 1, True)]  # no discordant question: interval [0, 0]
+    comparisons = {id: kbqa._paired(arms, a, b, 0) for id, a, b, *_ in kbqa.COMPARISONS if a in arms and b in arms}
+    order = {claim.id: claim for claim in kbqa._claims(comparisons, STORAGE, reference_em=70.0)}["spm-beats-smp"]
+    assert (order.interval["low"], order.interval["high"]) == (0.0, 0.0) and order.verdict == "inconclusive"

@@ -199,10 +199,14 @@ def _claims(comparisons: dict, storage: dict, reference_em: float) -> list[Claim
         if id not in comparisons:
             continue
         c = comparisons[id]
-        claims.append(Claim.at_least(
+        # "beats" is strict: an interval that only touches 0 (no or one-sided few discordant questions) decides nothing
+        low, high = c["interval"].low, c["interval"].high
+        claims.append(Claim.check(
             id, f"{a} beats {b}: EM_O difference in points on the same {c['interval'].n} dev questions "
-            f"(paired bootstrap; McNemar p = {c['McNemar p']:.2g})", c["A - B"], 0.0, interval=c["interval"],
-            source=source, quote=quote, post_figure=figure, needs_training=True, precondition=trained))
+            f"(paired bootstrap; McNemar p = {c['McNemar p']:.2g})", "95% interval above 0", c["A - B"],
+            True if low > 0 else False if high < 0 else None, interval=c["interval"],
+            reason=f"95% interval [{low:.2f}, {high:.2f}] does not exclude 0", source=source, quote=quote,
+            post_figure=figure, needs_training=True, precondition=trained))
     claims += [
         Claim.at_least("trie-vs-dense-vectors", "the trie is at least 10x smaller than 768-d float32 vectors "
                        f"for the same entries (ratio, K={DISTRACTORS})", storage["dense_bytes"] / storage["trie_bytes"],
