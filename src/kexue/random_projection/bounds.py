@@ -230,3 +230,27 @@ def jl_min_dim(
     _check_arrays(n_array, eps_array)
     dims = [_min_dim(int(n), float(e), bound, target, failure_probability) for n, e in zip(n_array.flat, eps_array.flat)]
     return np.asarray(dims, dtype=np.int64).reshape(n_array.shape)
+
+
+def jl_sufficient_dim(
+    n_points: int,
+    eps: float = 0.1,
+    bound: str = "dasgupta-gupta",
+    target: str = "distance",
+    failure_probability: float | None = None,
+) -> int:
+    """Like :func:`jl_min_dim`, but always a dimension the bound's guarantee covers.
+
+    :func:`jl_min_dim` truncates the Dasgupta–Gupta bound as scikit-learn does
+    (``n >= 4 ln N / (ε²/2 − ε³/3)`` rounded down), which can land one below the bound; a claim
+    that the bound *suffices* needs the ceiling. The other bounds are already the smallest
+    sufficient integer and are returned unchanged. Arguments and errors as :func:`jl_min_dim`.
+
+    Example:
+        >>> jl_min_dim(100, eps=0.5), jl_sufficient_dim(100, eps=0.5)
+        (221, 222)
+    """
+    dimension = jl_min_dim(n_points, eps, bound, target, failure_probability)  # validates the arguments
+    if bound != "dasgupta-gupta":
+        return dimension
+    return math.ceil(4 * math.log(n_points) / (eps**2 / 2 - eps**3 / 3))
