@@ -73,7 +73,7 @@ def test_trie_step_follows_walk_and_streaming_build_is_order_independent(tmp_pat
     assert torch.equal(stepped, a.walk(rows))
     a.save(tmp_path / "trie")
     loaded = TokenTrie.load(tmp_path / "trie")
-    assert isinstance(loaded.tokens, np.memmap)
+    assert isinstance(loaded.tokens.base, np.memmap)  # a view of the memory-mapped file, not a copy
     states = a.walk([list(s[:1]) for s in sequences])
     assert torch.equal(loaded.allowed_next(states, 11), a.allowed_next(states, 11))
     assert loaded.stats() == a.stats()
