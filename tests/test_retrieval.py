@@ -315,34 +315,6 @@ def _synthetic_kgclue(root: Path, count: int = 24) -> Path:
     return root
 
 
-def test_cli_build_train_eval_ask(tmp_path, capsys):
-    from kexue.cli import main
-
-    root = _synthetic_kgclue(tmp_path / "data")
-    texts = [line for split in ("train", "dev") for line in (root / "kgclue" / f"{split}.json").read_text("utf-8").split("\n")]
-    tokenizer, vocab = _tokenizer(tmp_path, texts)
-    model_dir = tmp_path / "tiny"
-    _tiny_backbone(vocab=len(tokenizer)).save_pretrained(model_dir, vocab_file=vocab)
-    kb = tmp_path / "kb.sqlite"
-    assert main(["kbqa", "build-kb", "--kb", str(kb), "--kgclue", "train", "dev", "--distractors", "2",
-                 "--data", str(root)]) == 0
-    assert json.loads(capsys.readouterr().out)["distractor"] > 0
-    assert main(["kbqa", "train", "--out", str(tmp_path / "run"), "--model", str(model_dir), "--max-steps", "2",
-                 "--batch-size", "8", "--order", "smp", "--data", str(root)]) == 0
-    assert main(["kbqa", "train", "--out", str(tmp_path / "run"), "--model", str(model_dir), "--max-steps", "3",
-                 "--batch-size", "8", "--order", "smp", "--data", str(root), "--resume"]) == 0
-    assert json.loads(capsys.readouterr().out.strip().split("\n")[-1])["step"] == 3
-    final = tmp_path / "run" / "final"
-    assert json.loads((final / "kbqa.json").read_text())["order"] == "smp"
-    assert main(["kbqa", "eval", "--model", str(final), "--kb", str(kb), "--questions", "dev", "--data", str(root),
-                 "--limit", "5", "--beams", "2", "--trie-cache", str(tmp_path / "trie")]) == 0
-    assert 0 <= json.loads(capsys.readouterr().out)["EM_O"] <= 100
-    assert main(["kbqa", "ask", "甲乙的身高是什么", "--model", str(final), "--kb", str(kb),
-                 "--trie-cache", str(tmp_path / "trie")]) == 0
-    assert json.loads(capsys.readouterr().out)["predicate"] in ("身高", "作者", "出生", "毕业")
-    assert main(["kbqa", "ask", "x", "--model", str(final), "--kb", str(tmp_path / "missing.sqlite")]) == 1
-
-
 def test_quick_experiment_reports_every_claim(tmp_path, monkeypatch):
     from kexue.experiments import run_experiment
     from kexue.experiments import kbqa as experiment

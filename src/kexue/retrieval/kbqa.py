@@ -243,10 +243,11 @@ class KbqaPredictor:
                 warning = self.codec.question_warning(ids)
                 answers.append(Answer(Fact(key.subject, key.predicate, objects[0], key.meaning),
                                       hypotheses[0].score, truncated, warning))
+                question = questions[len(answers) - 1][:40]
                 if truncated:
-                    logger.warning("question %d truncated to %d tokens", len(answers), self.codec.max_question_tokens)
+                    logger.warning("question %r truncated to %d tokens", question, self.codec.max_question_tokens)
                 if warning:
-                    logger.warning("question %d: %s; its answer is close to arbitrary", len(answers), warning)
+                    logger.warning("question %r: %s; its answer is close to arbitrary", question, warning)
         return answers
 
 
