@@ -46,10 +46,12 @@ def _configure(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     data.add_argument("--vocab", required=True, help="vocab.txt or a checkpoint folder with one")
     data.add_argument("--eval-docs", type=int, default=None, help="held-out documents, spread evenly")
     data.add_argument("--eval-fraction", type=float, default=0.01, help="held-out fraction if --eval-docs unset")
-    data.add_argument("--eval-file", nargs="+", default=None, help="held-out documents from these files instead")
+    data.add_argument("--eval-file", nargs="+", default=None, help="held-out documents from these files instead (left out of training)")
     data.add_argument("--eval-batches", type=int, default=20, help="at most this many held-out batches")
     model = parser.add_argument_group("model")
     model.add_argument("--config", default="small", help="small | tiny | a JSON file or JSON object of TransformerConfig fields")
+    model.add_argument("--init-from", default=None, metavar="DIR",
+                       help="start from this save_pretrained folder's weights (same config) instead of a random init")
     model.add_argument("--position", choices=("rope", "absolute"), default=None, help="overrides the config")
     task = parser.add_argument_group("objectives")
     task.add_argument("--seq-len", type=int, default=128)
@@ -146,28 +148,36 @@ def _prepare_data(args, tokenizer):
     if args.corpus == "zh":
         from kexue.data.pretraining import chinese_pretraining_documents
 
-        documents = [document.text for document in chinese_pretraining_documents(args.data)]
+        corpus = list(chinese_pretraining_documents(args.data))
+        documents, sources = [document.text for document in corpus], [document.source for document in corpus]
     else:
         documents = read_documents(_expand(args.input, "--input"), args.text_field, args.text_format)
+        sources = None
+    train_sources = eval_sources = None
     if args.eval_file:
-        train_docs, eval_docs = documents, read_documents(_expand(args.eval_file, "--eval-file"), args.text_field,
-                                                          args.text_format)
+        eval_docs = read_documents(_expand(args.eval_file, "--eval-file"), args.text_field, args.text_format)
+        held_out = set(eval_docs)  # a held-out document is never trained on, even if the corpus has it
+        kept = [i for i, document in enumerate(documents) if document not in held_out]
+        train_docs = [documents[i] for i in kept]
+        train_sources = None if sources is None else [sources[i] for i in kept]
     else:
         count = args.eval_docs if args.eval_docs is not None else max(1, round(args.eval_fraction * len(documents)))
         train_docs, eval_docs = split_eval_documents(documents, count)
+        if sources is not None:
+            train_sources, eval_sources = split_eval_documents(sources, count)
     special = SpecialIds.from_tokenizer(tokenizer)
     state = PartialState()
     common = dict(special=special, batch_size=args.batch_size, seq_len=args.seq_len, mlm_prob=args.mlm_prob,
                   nsp=args.nsp, whole_word=args.wwm)
     train = None
     if not args.eval_only:
-        train_corpus = tokenize_corpus(train_docs, tokenizer, whole_word=args.wwm)
+        train_corpus = tokenize_corpus(train_docs, tokenizer, whole_word=args.wwm, sources=train_sources)
         train = PretrainBatches(train_corpus, pack_segments(train_corpus, args.seq_len - 3), seed=args.seed,
                                 unilm_fraction=args.unilm, shard_index=state.process_index,
                                 num_shards=state.num_processes, **common)
         logger.info("data: %d train documents, %d tokens, %d batches/epoch", len(train_docs),
                     len(train_corpus.tokens), len(train))
-    eval_corpus = tokenize_corpus(eval_docs, tokenizer, whole_word=args.wwm)
+    eval_corpus = tokenize_corpus(eval_docs, tokenizer, whole_word=args.wwm, sources=eval_sources)
     eval_segments = pack_segments(eval_corpus, args.seq_len - 3)
     eval_batches = list(PretrainBatches(eval_corpus, eval_segments, seed=EVAL_SEED, **common))[:args.eval_batches]
     if args.unilm:
@@ -196,7 +206,7 @@ def run(args) -> dict:
     """Run ``kexue pretrain`` from parsed arguments; returns the summary written to ``summary.json``."""
     import torch
 
-    from kexue.data.tokenizer import load_tokenizer
+    from kexue.data.tokenizer import load_tokenizer, save_tokenizer_files
     from kexue.models import Transformer
     from kexue.training import Trainer, TrainingConfig
 
@@ -216,6 +226,8 @@ def run(args) -> dict:
     (out / "model_config.json").write_text(json.dumps(dataclasses.asdict(model_config), indent=2), encoding="utf-8")
     torch.manual_seed(args.seed)
     model = Transformer(model_config)
+    if args.init_from:
+        model.load_state_dict(_initial_weights(Path(args.init_from), model_config))
     warmup = args.warmup if args.warmup is not None else round(0.06 * args.max_steps)
     config = TrainingConfig(output_dir=str(out), max_steps=args.max_steps, max_minutes=args.max_minutes,
                             learning_rate=args.lr, warmup_steps=warmup, decay=args.decay,
@@ -235,7 +247,8 @@ def run(args) -> dict:
         resume=args.resume)
     seconds = time.monotonic() - started
     export = copy.deepcopy(model).half() if args.export_fp16 else model
-    export.save_pretrained(out / "final", vocab_file=_vocab_file(args.vocab))
+    export.save_pretrained(out / "final")
+    save_tokenizer_files(tokenizer, out / "final")
     summary: dict = {"step": result.step, "stopped_by": result.stopped_by, "checkpoint": str(result.checkpoint),
                "steps_this_run": seen["steps"], "seconds": seconds,
                "steps_per_sec": seen["steps"] / seconds, "tokens_per_sec": seen["tokens"] / seconds,
@@ -245,9 +258,14 @@ def run(args) -> dict:
     return summary
 
 
-def _vocab_file(vocab: str) -> Path:
-    path = Path(vocab)
-    return path / "vocab.txt" if path.is_dir() else path
+def _initial_weights(folder: Path, model_config) -> dict:
+    """The float32 state dict of a save_pretrained folder whose config equals ``model_config``."""
+    from kexue.models import Transformer
+
+    start = Transformer.from_pretrained(folder)
+    if start.config != model_config:
+        raise ValueError(f"`--init-from`: {folder} has config {start.config}, but this run builds {model_config}")
+    return {name: tensor.float() for name, tensor in start.state_dict().items()}
 
 
 def command(args: argparse.Namespace) -> int:
