@@ -50,13 +50,17 @@ def workspace(tmp_path_factory) -> dict[str, Path]:
     torch.manual_seed(0)
     config = TransformerConfig(vocab_size=len(load_tokenizer(vocab)), hidden_size=16, num_layers=2, num_heads=2,
                                intermediate_size=32, position="rope", max_positions=64)
-    Transformer(config).eval().save_pretrained(base / "backbone", vocab_file=vocab)
+    Transformer(config).eval().save_pretrained(base / "backbone")
+    load_tokenizer(vocab).save_pretrained(str(base / "backbone"))  # a backbone with tokenizer.json only
+    assert not (base / "backbone" / "vocab.txt").exists()
     kb = base / "kb.sqlite"
     assert main(["kbqa", "build-kb", "--kb", str(kb), "--kgclue", "train", "dev", "test_public", "--distractors", "2",
                  "--data", str(root)]) == 0
     assert main(["kbqa", "train", "--out", str(base / "run"), "--model", str(base / "backbone"), "--max-steps", "2",
                  "--batch-size", "8", "--data", str(root)]) == 0
-    return {"base": base, "data": root, "kb": kb, "model": base / "run" / "final"}
+    final = base / "run" / "final"
+    assert all((final / name).is_file() for name in ("tokenizer.json", "vocab.txt", "kbqa.json"))
+    return {"base": base, "data": root, "kb": kb, "model": final}
 
 
 def _lines(text: str) -> list[dict]:

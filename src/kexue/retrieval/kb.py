@@ -28,6 +28,7 @@ either mode instead of having tables added to it.
 from __future__ import annotations
 
 import hashlib
+import logging
 import random
 import sqlite3
 from collections import defaultdict
@@ -61,6 +62,7 @@ CREATE TABLE IF NOT EXISTS kexue_kb (name TEXT PRIMARY KEY, value TEXT NOT NULL)
 _FACT_COLUMNS = ("id", "subject", "meaning", "predicate", "object", "source")
 _FORMAT = "kexue-kb/1"
 _EMPTY_HASH = hashlib.sha256(b"kexue-kb").hexdigest()
+logger = logging.getLogger(__name__)
 _TRIPLE_SEPARATOR = " ||| "
 
 
@@ -201,6 +203,9 @@ class KnowledgeBase:
         digest, _ = self._chain(_EMPTY_HASH, 0)
         if not self.read_only:
             self._set_meta(content_hash=digest, hashed_rows=rows, hashed_max_id=last_id)
+        else:
+            logger.warning("%s has no up-to-date stored content hash; hashing its %d facts (once per call). "
+                           "`kexue kbqa build-kb --kb %s` stores it", self.path, rows, self.path)
         return digest
 
     def _chain(self, digest: str, after_id: int) -> tuple[str, int]:

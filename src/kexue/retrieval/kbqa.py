@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 from kexue.data.records import KgclueExample
+from kexue.data.tokenizer import save_tokenizer_files
 from kexue.models import Transformer
 from kexue.retrieval.decoding import trie_beam_search
 from kexue.retrieval.kb import Fact, KnowledgeBase
@@ -312,8 +313,10 @@ def train_kbqa(model_path: str | Path, examples: Sequence[KgclueExample], codec:
                config: TrainingConfig, batch_size: int = 32, resume: bool = False) -> tuple[Transformer, TrainResult]:
     """Fine-tune a BERT / RoFormer checkpoint as a UniLM KBQA model with :class:`kexue.training.Trainer`.
 
-    Writes resumable checkpoints under ``config.output_dir`` and the final model (with the
-    vocabulary) to ``<output_dir>/final`` for :meth:`Transformer.from_pretrained`.
+    Writes resumable checkpoints under ``config.output_dir`` and the final model to
+    ``<output_dir>/final`` for :meth:`Transformer.from_pretrained`, with the backbone's tokenizer
+    files (``vocab.txt``, ``tokenizer.json``, ``tokenizer_config.json``; the backbone may have only
+    ``tokenizer.json``), so :meth:`KbqaCodec.from_pretrained` reads it without transformers.
 
     Returns:
         The trained model (eval mode) and the :class:`~kexue.training.TrainResult`.
@@ -323,6 +326,7 @@ def train_kbqa(model_path: str | Path, examples: Sequence[KgclueExample], codec:
     model = Transformer.from_pretrained(model_path, mlm_head=True, nsp_head=False, pooler=False)
     batches = KbqaBatches(examples, codec, batch_size, seed=config.seed)
     result = Trainer(model, pretraining_loss, batches, config).fit(resume=resume)
-    vocab = Path(model_path) / "vocab.txt"
-    model.eval().save_pretrained(Path(config.output_dir) / "final", vocab_file=vocab if vocab.is_file() else None)
+    final = Path(config.output_dir) / "final"
+    model.eval().save_pretrained(final)
+    save_tokenizer_files(model_path, final)
     return model, result
