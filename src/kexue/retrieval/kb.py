@@ -132,6 +132,14 @@ def parse_triple(line: str) -> tuple[str, str, str]:
 class KnowledgeBase:
     """SQLite-backed facts; a context manager. ``path=":memory:"`` keeps it in memory.
 
+    Args:
+        path: the SQLite file; created (with the schema) when missing, unless ``read_only``.
+        read_only: open without ever writing (answering questions); writes raise ValueError.
+
+    Raises:
+        FileNotFoundError: ``read_only`` and the file does not exist.
+        ValueError: the file is not a kexue KB (not SQLite, or SQLite without the ``facts`` table).
+
     Example:
         >>> kb = KnowledgeBase(":memory:")
         >>> kb.add(Fact.from_triple("刘晓华（广东工业大学教授）", "毕业院校", "华南理工大学"))
