@@ -59,6 +59,22 @@ def test_trie_matches_brute_force(seed):
     assert trie.stats()["num_sequences"] == len(sequences)
 
 
+def test_trie_step_against_brute_force_for_every_state_and_token():
+    """Every (state, token) pair, including off-trie states, the root's table and the last node's leaf."""
+    sequences = _random_sequences(2, vocab=9)
+    trie = TokenTrie.build(sequences, vocab_size=9)
+    prefixes = sorted({s[:k] for s in sequences for k in range(len(s) + 1)})
+    state_of = {p: int(s) for p, s in zip(prefixes, trie.walk([list(p) for p in prefixes]))}
+    states = torch.tensor([*state_of.values(), -1, trie.num_nodes - 1]).repeat_interleave(9)
+    tokens = torch.arange(9).repeat(len(state_of) + 2)
+    expected = [state_of.get(prefix + (token,), -1) for prefix in state_of for token in range(9)]
+    expected += [-1] * 9  # off the trie stays off
+    last_leaf = [p for p, s in state_of.items() if s == trie.num_nodes - 1][0]
+    expected += [state_of.get(last_leaf + (token,), -1) for token in range(9)]
+    assert trie.step(states, tokens).tolist() == expected
+    assert trie.num_children(torch.tensor([0, -1])).tolist() == [len({s[0] for s in sequences}), 0]
+
+
 def test_trie_step_follows_walk_and_streaming_build_is_order_independent(tmp_path):
     sequences = _random_sequences(3)
     shuffled = random.Random(0).sample(sequences, len(sequences))

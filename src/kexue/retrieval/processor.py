@@ -6,7 +6,7 @@ Post 8802 (kexue.fm/archives/8802, section 前缀解码): after prefix ``p`` onl
     log p'(t | p) = log p(t | p) − log Σ_{u ∈ allowed(p)} p(u | p)   for t ∈ allowed(p), −∞ otherwise
 
 transformers' ``PrefixConstrainedLogitsProcessor`` calls a Python function per batch row and beam
-and builds the mask in a double loop; here the states of all rows advance together on the device
+and builds the mask in a double loop; here the states of all rows advance together in one vectorised step
 (:meth:`TokenTrie.step`) and the mask is one :meth:`TokenTrie.allowed_next` gather. Beam search
 reorders rows between steps, so each row's state is found by matching its prefix against the
 previous step's prefixes (a vectorised comparison), falling back to a walk from the root.

@@ -152,7 +152,7 @@ class TokenTrie:
             base = np.where(self.tokens[middle] < tokens, middle, base)
             count -= half
         position = np.minimum(base + (self.tokens[base] < tokens), last)
-        found = searched & (self.tokens[position] == tokens)
+        found = searched & (position < end) & (self.tokens[position] == tokens)
         from_root = self._root_children[np.clip(tokens, 0, self.vocab_size - 1)]
         found_at_root = (states == 0) & (from_root > 0) & (self.tokens[from_root] == tokens)
         return np.where(found, position, np.where(found_at_root, from_root, -1))
