@@ -27,7 +27,6 @@ import numpy as np
 import torch
 
 from kexue.data.records import KgclueExample
-from kexue.data.tokenizer import save_tokenizer_files
 from kexue.models import Transformer
 from kexue.retrieval.decoding import trie_beam_search
 from kexue.retrieval.kb import Fact, KnowledgeBase
@@ -61,17 +60,18 @@ class KbqaCodec:
             raise ValueError(f"`order` must be one of {sorted(TARGET_ORDERS)}, got {order!r}")
         if max_question_tokens < 1:
             raise ValueError(f"`max_question_tokens` must be >= 1, got {max_question_tokens}")
-        self.tokenizer = getattr(tokenizer, "backend_tokenizer", tokenizer)  # skips transformers' slow wrapper
-        if not hasattr(self.tokenizer, "encode_batch"):
+        self.tokenizer = tokenizer
+        self.backend = getattr(tokenizer, "backend_tokenizer", tokenizer)  # skips transformers' slow wrapper
+        if not hasattr(self.backend, "encode_batch"):
             raise TypeError(f"`tokenizer` must be a tokenizers.Tokenizer or a fast transformers tokenizer, "
                             f"got {type(tokenizer).__name__}")
         self.order, self.max_question_tokens = order, max_question_tokens
         self.cls, self.sep, self.pad, self.unk = (self._special_id(tokenizer, name) for name in ("cls", "sep", "pad", "unk"))
-        self.vocab_size = self.tokenizer.get_vocab_size(with_added_tokens=True)
+        self.vocab_size = self.backend.get_vocab_size(with_added_tokens=True)
 
     def _special_id(self, tokenizer, name: str) -> int:
         found = getattr(tokenizer, f"{name}_token_id", None)
-        found = self.tokenizer.token_to_id(f"[{name.upper()}]") if found is None else found
+        found = self.backend.token_to_id(f"[{name.upper()}]") if found is None else found
         if found is None:
             raise ValueError(f"the tokenizer has no [{name.upper()}] token")
         return found
@@ -91,7 +91,7 @@ class KbqaCodec:
 
     def fingerprint(self) -> str:
         """sha256 of what decides the target ids: the tokenizer (vocabulary, normaliser, splitting) and the order."""
-        config = json.loads(self.tokenizer.to_str())
+        config = json.loads(self.backend.to_str())
         for runtime_only in ("truncation", "padding"):
             config.pop(runtime_only, None)
         return hashlib.sha256(json.dumps([config, self.order], sort_keys=True).encode("utf-8")).hexdigest()
@@ -99,7 +99,7 @@ class KbqaCodec:
     def _ids(self, texts: Sequence[str]) -> list[list[int]]:
         """Token ids without special tokens; each distinct text is tokenised once (KB fields repeat)."""
         unique = list(dict.fromkeys(texts))
-        encoded = [e.ids for e in self.tokenizer.encode_batch(unique, add_special_tokens=False)] if unique else []
+        encoded = [e.ids for e in self.backend.encode_batch(unique, add_special_tokens=False)] if unique else []
         table = dict(zip(unique, encoded))
         return [table[text] for text in texts]
 
@@ -314,19 +314,20 @@ def train_kbqa(model_path: str | Path, examples: Sequence[KgclueExample], codec:
     """Fine-tune a BERT / RoFormer checkpoint as a UniLM KBQA model with :class:`kexue.training.Trainer`.
 
     Writes resumable checkpoints under ``config.output_dir`` and the final model to
-    ``<output_dir>/final`` for :meth:`Transformer.from_pretrained`, with the backbone's tokenizer
-    files (``vocab.txt``, ``tokenizer.json``, ``tokenizer_config.json``; the backbone may have only
-    ``tokenizer.json``), so :meth:`KbqaCodec.from_pretrained` reads it without transformers.
+    ``<output_dir>/final`` for :meth:`Transformer.from_pretrained`, with the files of the codec's
+    tokenizer (``vocab.txt``, ``tokenizer.json``, ``tokenizer_config.json``; the backbone may have
+    only ``tokenizer.json``), so :meth:`KbqaCodec.from_pretrained` reads it without transformers.
 
     Returns:
         The trained model (eval mode) and the :class:`~kexue.training.TrainResult`.
     """
     from kexue.pretrain.task import pretraining_loss
 
+    if not hasattr(codec.tokenizer, "save_pretrained"):
+        raise TypeError("train_kbqa needs a codec built from a transformers tokenizer (kexue.data.load_tokenizer), "
+                        f"whose files are saved with the model; got {type(codec.tokenizer).__name__}")
     model = Transformer.from_pretrained(model_path, mlm_head=True, nsp_head=False, pooler=False)
     batches = KbqaBatches(examples, codec, batch_size, seed=config.seed)
     result = Trainer(model, pretraining_loss, batches, config).fit(resume=resume)
-    final = Path(config.output_dir) / "final"
-    model.eval().save_pretrained(final)
-    save_tokenizer_files(model_path, final)
+    model.eval().save_pretrained(Path(config.output_dir) / "final", vocab_file=codec.tokenizer)
     return model, result
