@@ -8,24 +8,39 @@
 - KgCLUE KBQA: :class:`KnowledgeBase` (SQLite), :class:`KbqaPredictor`, :func:`kgclue_metrics`.
 
 Example:
+    >>> from kexue.retrieval import TokenTrie
     >>> trie = TokenTrie.build([[4, 5], [4, 6]], payloads=[7, 8])
     >>> trie.allowed_next(trie.walk([[4]]))[0].nonzero().flatten().tolist()
     [5, 6]
 """
 
-from kexue.retrieval.decoding import Hypothesis, trie_beam_search
-from kexue.retrieval.kb import Fact, KnowledgeBase, subject_kind
-from kexue.retrieval.kbqa import (TARGET_ORDERS, Answer, KbqaBatches, KbqaCodec, KbqaPredictor, build_kb_trie,
-                                  evaluate_kbqa, load_or_build_trie, train_kbqa)
-from kexue.retrieval.lookahead import Lookahead, lcs_length
-from kexue.retrieval.metrics import f1_similarity, kgclue_metrics
-from kexue.retrieval.processor import TrieConstrainedLogitsProcessor, constrained_log_probs
-from kexue.retrieval.builder import TrieBuilder
-from kexue.retrieval.trie import TokenTrie
+import importlib
 
-__all__ = [
-    "TokenTrie", "TrieBuilder", "TrieConstrainedLogitsProcessor", "constrained_log_probs", "trie_beam_search",
-    "Hypothesis", "Lookahead", "lcs_length", "Fact", "KnowledgeBase", "subject_kind", "TARGET_ORDERS",
-    "KbqaCodec", "KbqaBatches", "KbqaPredictor", "Answer", "build_kb_trie", "load_or_build_trie",
-    "evaluate_kbqa", "train_kbqa", "kgclue_metrics", "f1_similarity",
-]
+# Names are imported on first use (PEP 562), so that `kexue kbqa ...` loads only what it runs:
+# transformers (for the generate() processor) alone takes about a second to import.
+_EXPORTS = {
+    "kexue.retrieval.trie": ["TokenTrie"],
+    "kexue.retrieval.builder": ["TrieBuilder"],
+    "kexue.retrieval.processor": ["TrieConstrainedLogitsProcessor"],
+    "kexue.retrieval.decoding": ["constrained_log_probs", "trie_beam_search", "Hypothesis"],
+    "kexue.retrieval.lookahead": ["Lookahead", "lcs_length"],
+    "kexue.retrieval.kb": ["Fact", "KnowledgeBase", "subject_kind", "read_kgclue_questions"],
+    "kexue.retrieval.recipe": ["KBQA_RECIPE", "KbqaRecipe"],
+    "kexue.retrieval.kbqa": ["TARGET_ORDERS", "KbqaCodec", "KbqaBatches", "KbqaPredictor", "Answer", "build_kb_trie",
+                             "load_or_build_trie", "evaluate_kbqa", "train_kbqa"],
+    "kexue.retrieval.metrics": ["kgclue_metrics", "f1_similarity"],
+}
+_MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
+__all__ = list(_MODULE_OF)
+
+
+def __getattr__(name: str):
+    if name not in _MODULE_OF:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(_MODULE_OF[name]), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *__all__])

@@ -23,11 +23,41 @@ import torch
 from torch import Tensor
 
 from kexue.models import KVCache, Transformer
-from kexue.retrieval.lookahead import Lookahead
-from kexue.retrieval.processor import constrained_log_probs
+from kexue.retrieval.lookahead import Lookahead, masked_log_softmax
 from kexue.retrieval.trie import TokenTrie
 
-__all__ = ["Hypothesis", "trie_beam_search"]
+__all__ = ["Hypothesis", "constrained_log_probs", "trie_beam_search"]
+
+
+def constrained_log_probs(trie: TokenTrie, states: Tensor, scores: Tensor, end_token_id: int,
+                          lookahead: Lookahead | None = None, prefixes: Sequence[Sequence[int]] | None = None,
+                          questions: Sequence[Sequence[int]] | None = None) -> Tensor:
+    """One constrained step: mask, optional lookahead, renormalise.
+
+    A row whose state is off the trie (or already finished) may only emit ``end_token_id``, so no
+    row is ever all ``-inf`` and no softmax produces NaN.
+
+    Args:
+        states: long ``[N]`` trie states of the rows (-1 = off the trie).
+        scores: float ``[N, V]`` logits or log-probabilities.
+        end_token_id: the token that closes a complete path.
+        lookahead, prefixes, questions: the lookahead step and its inputs (all or none).
+
+    Returns:
+        float32 ``[N, V]`` log-probabilities, ``-inf`` outside the allowed set.
+    """
+    allowed = trie.allowed_next(states, end_token_id)
+    if scores.shape[-1] < trie.vocab_size:
+        raise ValueError(f"`scores` has {scores.shape[-1]} columns but the trie's vocab_size is {trie.vocab_size}")
+    if scores.shape[-1] > trie.vocab_size:
+        allowed = torch.nn.functional.pad(allowed, (0, scores.shape[-1] - trie.vocab_size))
+    allowed[~allowed.any(dim=-1), end_token_id] = True
+    log_probs = scores.float().log_softmax(dim=-1)
+    if lookahead is not None:
+        if prefixes is None or questions is None:
+            raise ValueError("`lookahead` needs `prefixes` and `questions`")
+        log_probs = lookahead(log_probs, trie, prefixes, questions, states)
+    return masked_log_softmax(log_probs, allowed)
 
 
 @dataclass(frozen=True)

@@ -16,10 +16,19 @@ the official 20M-triple knowledge file; tab-separated lines are accepted too) or
 :meth:`KnowledgeBase.add_distractors` builds the pseudo-KB of the reproduction: for each subject,
 K (predicate, object) pairs of other subjects of the same *kind* (the last two characters of the
 meaning, e.g. 教授, 歌曲, 图书; a global pool for subjects without one), seeded per subject.
+
+**Identity.** A kexue KB carries a ``kexue_kb`` table with its format and a content hash, a chain
+over every fact in row-id order (``h_i = sha256(h_{i-1} | id, S, M, P, O)``), kept up to date by
+every write through this class. Caches derived from a KB (the trie) are keyed by this hash, so a
+KB rebuilt with another seed never reuses a stale trie. Opening with ``read_only=True`` (what
+``kexue kbqa ask`` / ``eval`` do) never writes, and a file that is not a kexue KB is refused in
+either mode instead of having tables added to it.
 """
 
 from __future__ import annotations
 
+import hashlib
+import logging
 import random
 import sqlite3
 from collections import defaultdict
@@ -27,10 +36,15 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from kexue.data.kgclue import KGCLUE_SPLITS, parse_kgclue, read_kgclue, split_subject
+from kexue.data.kgclue import KGCLUE_SPLITS, parse_kgclue, split_subject
 from kexue.data.readers import DataFormatError, iter_lines, read_jsonl
+from kexue.data.records import KgclueExample
+from kexue.data.root import data_path
 
-__all__ = ["Fact", "KnowledgeBase", "subject_kind"]
+__all__ = ["Fact", "KnowledgeBase", "KGCLUE_QUESTION_SPLITS", "read_kgclue_questions", "subject_kind"]
+
+# The KgCLUE repository's question files (datasets/<split>.json); test_public has answers, test does not.
+KGCLUE_QUESTION_SPLITS = (*KGCLUE_SPLITS, "test_public")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS facts (
@@ -43,7 +57,12 @@ CREATE TABLE IF NOT EXISTS facts (
     UNIQUE (subject, meaning, predicate, object)
 );
 CREATE INDEX IF NOT EXISTS facts_spm ON facts (subject, predicate, meaning);
+CREATE TABLE IF NOT EXISTS kexue_kb (name TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
+_FACT_COLUMNS = ("id", "subject", "meaning", "predicate", "object", "source")
+_FORMAT = "kexue-kb/1"
+_EMPTY_HASH = hashlib.sha256(b"kexue-kb").hexdigest()
+logger = logging.getLogger(__name__)
 _TRIPLE_SEPARATOR = " ||| "
 
 
@@ -80,6 +99,27 @@ def subject_kind(meaning: str) -> str | None:
     return meaning[-2:] if len(meaning) >= 2 else None
 
 
+def read_kgclue_questions(split_or_path: str | Path, root: str | Path | None = None) -> Iterator[KgclueExample]:
+    """KgCLUE questions from a split name (``train``, ``dev``, ``test_public``) or a JSONL file.
+
+    An existing file wins over a split of the same name; a split is read from
+    ``<data root>/kgclue/<split>.json``.
+
+    Raises:
+        DataNotFoundError: the split's file is not in the data root, or the path does not exist.
+        ValueError: neither a file nor a split name.
+    """
+    path = Path(split_or_path)
+    if path.is_file():
+        return read_jsonl(path, parse_kgclue)
+    name = str(split_or_path)
+    if name in KGCLUE_QUESTION_SPLITS:
+        return read_jsonl(data_path(f"kgclue/{name}.json", root), parse_kgclue)
+    if path.suffix or len(path.parts) > 1:
+        return read_jsonl(path, parse_kgclue)  # raises DataNotFoundError naming the file
+    raise ValueError(f"{name!r} is neither a file nor a KgCLUE split ({', '.join(KGCLUE_QUESTION_SPLITS)})")
+
+
 def parse_triple(line: str) -> tuple[str, str, str]:
     """Split ``S ||| P ||| O`` (or ``S<TAB>P<TAB>O``); raises ValueError on any other shape."""
     parts = line.split(_TRIPLE_SEPARATOR) if _TRIPLE_SEPARATOR in line else line.split("\t")
@@ -92,6 +132,14 @@ def parse_triple(line: str) -> tuple[str, str, str]:
 class KnowledgeBase:
     """SQLite-backed facts; a context manager. ``path=":memory:"`` keeps it in memory.
 
+    Args:
+        path: the SQLite file; created (with the schema) when missing, unless ``read_only``.
+        read_only: open without ever writing (answering questions); writes raise ValueError.
+
+    Raises:
+        FileNotFoundError: ``read_only`` and the file does not exist.
+        ValueError: the file is not a kexue KB (not SQLite, or SQLite without the ``facts`` table).
+
     Example:
         >>> kb = KnowledgeBase(":memory:")
         >>> kb.add(Fact.from_triple("刘晓华（广东工业大学教授）", "毕业院校", "华南理工大学"))
@@ -100,12 +148,95 @@ class KnowledgeBase:
         ['华南理工大学']
     """
 
-    def __init__(self, path: str | Path) -> None:
-        self.path = str(path)
-        if self.path != ":memory:":
-            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-        self.connection = sqlite3.connect(self.path)
-        self.connection.executescript(_SCHEMA)
+    def __init__(self, path: str | Path, read_only: bool = False) -> None:
+        self.path, self.read_only = str(path), read_only
+        if read_only:
+            if not Path(self.path).is_file():
+                raise FileNotFoundError(f"knowledge base {self.path} does not exist; create it with "
+                                        "`kexue kbqa build-kb`")
+            self.connection = sqlite3.connect(f"{Path(self.path).resolve().as_uri()}?mode=ro", uri=True)
+        else:
+            if self.path != ":memory:":
+                Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            self.connection = sqlite3.connect(self.path)
+        try:
+            self._check_format()
+        except BaseException:
+            self.connection.close()
+            raise
+
+    def _check_format(self) -> None:
+        """Refuse anything but a kexue KB; a new (empty) file gets the schema when writable."""
+        try:
+            tables = {row[0] for row in self.connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        except sqlite3.DatabaseError as exc:
+            raise ValueError(f"{self.path} is not a kexue knowledge base ({exc}); create one with "
+                             "`kexue kbqa build-kb`") from None
+        if not tables and not self.read_only:
+            self.connection.executescript(_SCHEMA)
+            self._set_meta(format=_FORMAT)
+            return
+        columns = tuple(row[1] for row in self.connection.execute("PRAGMA table_info(facts)"))
+        if sorted(columns) != sorted(_FACT_COLUMNS):
+            raise ValueError(f"{self.path} is an SQLite file but not a kexue knowledge base (no `facts` table with "
+                             f"columns {', '.join(_FACT_COLUMNS)}); create one with `kexue kbqa build-kb`")
+        found = self._meta().get("format", _FORMAT)  # KBs written before the kexue_kb table are format 1
+        if found != _FORMAT:
+            raise ValueError(f"{self.path}: unsupported knowledge-base format {found!r}, expected {_FORMAT!r}")
+        if "kexue_kb" not in tables and not self.read_only:
+            self.connection.executescript(_SCHEMA)
+            self._set_meta(format=_FORMAT)
+
+    def _meta(self) -> dict[str, str]:
+        try:
+            return dict(self.connection.execute("SELECT name, value FROM kexue_kb").fetchall())
+        except sqlite3.OperationalError:  # no kexue_kb table: a KB from before it existed
+            return {}
+
+    def _set_meta(self, **values: str) -> None:
+        with self.connection:
+            self.connection.executemany("INSERT OR REPLACE INTO kexue_kb (name, value) VALUES (?, ?)",
+                                        [(name, str(value)) for name, value in values.items()])
+
+    def content_hash(self) -> str:
+        """sha256 chain over every fact in row-id order (hex); stored, so a read costs two lookups.
+
+        The stored hash is trusted when the row count and largest id still match it; otherwise
+        (facts changed outside this class) it is recomputed from all rows.
+        """
+        meta = self._meta()
+        rows, last_id = self.connection.execute("SELECT COUNT(*), COALESCE(MAX(id), 0) FROM facts").fetchone()
+        if meta.get("hashed_rows") == str(rows) and meta.get("hashed_max_id") == str(last_id):
+            return meta["content_hash"]
+        digest, _ = self._chain(_EMPTY_HASH, 0)
+        if not self.read_only:
+            self._set_meta(content_hash=digest, hashed_rows=rows, hashed_max_id=last_id)
+        else:
+            logger.warning("%s has no up-to-date stored content hash; hashing its %d facts (once per call). "
+                           "`kexue kbqa build-kb --kb %s` stores it", self.path, rows, self.path)
+        return digest
+
+    def _chain(self, digest: str, after_id: int) -> tuple[str, int]:
+        """Extend the hash chain by every fact with id > ``after_id``; returns (hash, last id)."""
+        last_id = after_id
+        state = bytes.fromhex(digest)
+        for row in self.connection.execute("SELECT id, subject, meaning, predicate, object FROM facts "
+                                           "WHERE id > ? ORDER BY id", (after_id,)):
+            state = hashlib.sha256(state + "\x1f".join(map(str, row)).encode("utf-8")).digest()
+            last_id = row[0]
+        return state.hex(), last_id
+
+    def _update_hash(self) -> None:
+        """After a write: extend the stored chain by the new rows (ids only grow; nothing is deleted)."""
+        meta = self._meta()
+        hashed = int(meta.get("hashed_max_id", -1))
+        if "content_hash" not in meta or str(self.connection.execute(
+                "SELECT COUNT(*) FROM facts WHERE id <= ?", (hashed,)).fetchone()[0]) != meta["hashed_rows"]:
+            self.content_hash()  # no stored chain, or the hashed rows changed: start over
+            return
+        digest, last_id = self._chain(meta["content_hash"], hashed)
+        rows = self.connection.execute("SELECT COUNT(*) FROM facts").fetchone()[0]
+        self._set_meta(content_hash=digest, hashed_rows=rows, hashed_max_id=last_id)
 
     def __enter__(self) -> "KnowledgeBase":
         return self
@@ -126,19 +257,21 @@ class KnowledgeBase:
 
     def add_many(self, facts: Iterable[Fact], source: str) -> int:
         """Insert facts in one transaction, skipping exact duplicates; returns how many were new."""
+        if self.read_only:
+            raise ValueError(f"knowledge base {self.path} was opened read-only")
         before = self.connection.total_changes
         with self.connection:
             self.connection.executemany(
                 "INSERT OR IGNORE INTO facts (subject, meaning, predicate, object, source) VALUES (?, ?, ?, ?, ?)",
                 ((f.subject, f.meaning, f.predicate, f.object, source) for f in facts))
-        return self.connection.total_changes - before
+        added = self.connection.total_changes - before
+        self._update_hash()
+        return added
 
     def import_kgclue(self, split_or_path: str | Path, root: str | Path | None = None) -> int:
-        """Import the answer triples of a KgCLUE QA file (``"train"``, ``"dev"`` or a JSONL path)."""
-        if str(split_or_path) in KGCLUE_SPLITS and not Path(split_or_path).is_file():
-            examples = read_kgclue(str(split_or_path), root)
-        else:
-            examples = read_jsonl(split_or_path, parse_kgclue)
+        """Import the answer triples of a KgCLUE QA file (a split name or a JSONL path, as in
+        :func:`read_kgclue_questions`)."""
+        examples = read_kgclue_questions(split_or_path, root)
         return self.add_many((Fact(e.subject_name, e.predicate, e.object, e.meaning or "") for e in examples),
                              source="kgclue")
 

@@ -6,7 +6,7 @@ Post 8802 (kexue.fm/archives/8802, section 前缀解码): after prefix ``p`` onl
     log p'(t | p) = log p(t | p) − log Σ_{u ∈ allowed(p)} p(u | p)   for t ∈ allowed(p), −∞ otherwise
 
 transformers' ``PrefixConstrainedLogitsProcessor`` calls a Python function per batch row and beam
-and builds the mask in a double loop; here the states of all rows advance together on the device
+and builds the mask in a double loop; here the states of all rows advance together in one vectorised step
 (:meth:`TokenTrie.step`) and the mask is one :meth:`TokenTrie.allowed_next` gather. Beam search
 reorders rows between steps, so each row's state is found by matching its prefix against the
 previous step's prefixes (a vectorised comparison), falling back to a walk from the root.
@@ -19,7 +19,8 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-from kexue.retrieval.lookahead import Lookahead, masked_log_softmax
+from kexue.retrieval.decoding import constrained_log_probs
+from kexue.retrieval.lookahead import Lookahead
 from kexue.retrieval.trie import TokenTrie
 
 try:  # transformers is a core dependency; keep the class importable in plain-torch code anyway
@@ -28,37 +29,6 @@ except ImportError:  # pragma: no cover
     LogitsProcessor = object  # type: ignore[misc,assignment]
 
 __all__ = ["TrieConstrainedLogitsProcessor", "constrained_log_probs"]
-
-
-def constrained_log_probs(trie: TokenTrie, states: Tensor, scores: Tensor, end_token_id: int,
-                          lookahead: Lookahead | None = None, prefixes: Sequence[Sequence[int]] | None = None,
-                          questions: Sequence[Sequence[int]] | None = None) -> Tensor:
-    """One constrained step: mask, optional lookahead, renormalise.
-
-    A row whose state is off the trie (or already finished) may only emit ``end_token_id``, so no
-    row is ever all ``-inf`` and no softmax produces NaN.
-
-    Args:
-        states: long ``[N]`` trie states of the rows (-1 = off the trie).
-        scores: float ``[N, V]`` logits or log-probabilities.
-        end_token_id: the token that closes a complete path.
-        lookahead, prefixes, questions: the lookahead step and its inputs (all or none).
-
-    Returns:
-        float32 ``[N, V]`` log-probabilities, ``-inf`` outside the allowed set.
-    """
-    allowed = trie.allowed_next(states, end_token_id)
-    if scores.shape[-1] < trie.vocab_size:
-        raise ValueError(f"`scores` has {scores.shape[-1]} columns but the trie's vocab_size is {trie.vocab_size}")
-    if scores.shape[-1] > trie.vocab_size:
-        allowed = torch.nn.functional.pad(allowed, (0, scores.shape[-1] - trie.vocab_size))
-    allowed[~allowed.any(dim=-1), end_token_id] = True
-    log_probs = scores.float().log_softmax(dim=-1)
-    if lookahead is not None:
-        if prefixes is None or questions is None:
-            raise ValueError("`lookahead` needs `prefixes` and `questions`")
-        log_probs = lookahead(log_probs, trie, prefixes, questions, states)
-    return masked_log_softmax(log_probs, allowed)
 
 
 class TrieConstrainedLogitsProcessor(LogitsProcessor):

@@ -13,9 +13,10 @@ numbered breadth first and the children of a node are contiguous and sorted by t
     token[c]     = the token on the edge into node c
     payload      = terminal_payloads[k] for the sequence ending at node terminal_nodes[k] (sorted)
 
-so the mask for a batch of prefix states is one gather over contiguous slices (vectorised, on any
-torch device), ``child(n, t)`` is a binary search, and the memory is 8 bytes per node plus 16
-per sequence (int32 ids below 2^31 nodes), against ~200 bytes per node for a dict.
+so the mask for a batch of prefix states is one gather over contiguous slices and ``child(n, t)``
+a binary search, both vectorised over the batch (numpy on the host arrays, results on any torch
+device), and the memory is 8 bytes per node plus 16 per sequence (int32 ids below 2^31 nodes),
+against ~200 bytes per node for a dict.
 
 Building streams sequences into one flat token buffer, then creates the tree level by level:
 the nodes at depth d+1 are the distinct pairs ``(node at depth d, s_{d+1})``, found by
@@ -36,6 +37,11 @@ __all__ = ["TokenTrie"]
 
 _FORMAT_VERSION = 1
 _ARRAYS = ("tokens", "first_child", "terminal_nodes", "terminal_payloads")
+
+
+def _host(values: Tensor) -> np.ndarray:
+    """int64 numpy view of a tensor (no copy for a CPU long tensor)."""
+    return values.detach().cpu().long().numpy()
 
 
 def _max_children(first_child: np.ndarray, chunk: int = 1 << 22) -> int:
@@ -65,12 +71,14 @@ class TokenTrie:
 
     def __init__(self, tokens: np.ndarray, first_child: np.ndarray, terminal_nodes: np.ndarray,
                  terminal_payloads: np.ndarray, vocab_size: int, info: dict) -> None:
-        self.tokens, self.first_child = tokens, first_child
-        self.terminal_nodes, self.terminal_payloads = terminal_nodes, terminal_payloads
+        # plain ndarray views: numpy wraps every result computed from an np.memmap, a cost per operation
+        self.tokens, self.first_child = np.asarray(tokens), np.asarray(first_child)
+        self.terminal_nodes, self.terminal_payloads = np.asarray(terminal_nodes), np.asarray(terminal_payloads)
         self.vocab_size = int(vocab_size)
         self.info = dict(info)
         self.max_branching = _max_children(first_child)
-        self._device_arrays: dict[str, tuple[Tensor, ...]] = {}
+        self._root_children = np.zeros(self.vocab_size, dtype=np.int64)  # token -> child of the root, 0 = none
+        self._root_children[self.tokens[1:self.first_child[1]]] = np.arange(1, self.first_child[1])
 
     @classmethod
     def build(cls, sequences: Iterable[Sequence[int]], payloads: Iterable[int] | None = None,
@@ -113,35 +121,41 @@ class TokenTrie:
                 "duplicates_dropped": int(self.info.get("duplicates_dropped", 0))}
 
     # ------------------------------------------------------------------ batched queries
-    def _arrays(self, device: torch.device) -> tuple[Tensor, ...]:
-        """The arrays as tensors on ``device`` (shared with numpy on the CPU; cached)."""
-        key = str(device)
-        if key not in self._device_arrays:
-            self._device_arrays[key] = tuple(torch.from_numpy(np.asarray(getattr(self, name))).to(device)
-                                             for name in _ARRAYS)
-        return self._device_arrays[key]
-
+    # The queries run in numpy on the host arrays (memory-mapped when loaded) and return tensors
+    # on the states' device. A decoding step is a few dozen operations on batch-sized vectors:
+    # numpy does each in about a microsecond, torch's dispatcher takes several times that, and
+    # on a GPU the host arrays need no device copy (the mask is uploaded once per step).
     def step(self, states: Tensor, tokens: Tensor) -> Tensor:
-        """Child of each state along its token (vectorised binary search); -1 where there is none.
+        """Child of each state along its token; -1 where there is none.
 
         Args:
             states: long ``[B]`` node ids (-1 stays -1).
             tokens: long ``[B]`` token ids.
         """
-        node_tokens, first_child, _, _ = self._arrays(states.device)
-        valid = states >= 0
-        parent = states.clamp(min=0)
-        low, high = first_child[parent].long(), first_child[parent + 1].long()
-        end = high.clone()
-        widest = int((high - low).max()) if len(states) else 0  # one sync; most nodes have few children
-        for _ in range(max(widest, 1).bit_length()):
-            active = low < high
-            middle = (low + high) // 2
-            right = active & (node_tokens[middle.clamp(max=self.num_nodes - 1)] < tokens)
-            low = torch.where(right, middle + 1, low)
-            high = torch.where(active & ~right, middle, high)
-        found = valid & (low < end) & (node_tokens[low.clamp(max=self.num_nodes - 1)] == tokens)
-        return torch.where(found, low, torch.full_like(low, -1))
+        return torch.from_numpy(self._step(_host(states), _host(tokens))).to(states.device)
+
+    def _step(self, states: np.ndarray, tokens: np.ndarray) -> np.ndarray:
+        """Branch-free lower bound in every row's sorted children at once (no Python per row).
+
+        The root, by far the widest node (one child per distinct first token), is a table lookup,
+        so the rounds of the search are log2 of the widest *other* node in the batch.
+        """
+        last = self.num_nodes - 1
+        parent = np.maximum(states, 0)
+        end = self.first_child[parent + 1].astype(np.int64)
+        count = np.where(states > 0, end - self.first_child[parent], 0)
+        searched = count > 0
+        base = np.where(searched, end - count, 0)
+        for _ in range(max(int(count.max(initial=0)) - 1, 0).bit_length()):  # ceil(log2): the answer stays in [base, base + count]
+            half = count >> 1
+            middle = base + half
+            base = np.where(self.tokens[middle] < tokens, middle, base)
+            count -= half
+        position = np.minimum(base + (self.tokens[base] < tokens), last)
+        found = searched & (position < end) & (self.tokens[position] == tokens)
+        from_root = self._root_children[np.clip(tokens, 0, self.vocab_size - 1)]
+        found_at_root = (states == 0) & (from_root > 0) & (self.tokens[from_root] == tokens)
+        return np.where(found, position, np.where(found_at_root, from_root, -1))
 
     def walk(self, prefixes: Sequence[Sequence[int]] | Tensor, device: torch.device | str | None = None) -> Tensor:
         """States reached by whole prefixes (rows of a ``[B, L]`` tensor, or a ragged list).
@@ -150,20 +164,17 @@ class TokenTrie:
             long ``[B]``: node ids, -1 where a prefix is not in the trie; the root for ``[]``.
         """
         if isinstance(prefixes, Tensor):
-            rows = prefixes.long()
-            lengths = torch.full((rows.shape[0],), rows.shape[1], device=rows.device)
+            rows, device = _host(prefixes.long()), prefixes.device
+            lengths = np.full(rows.shape[0], rows.shape[1])
         else:
-            longest = max((len(p) for p in prefixes), default=0)
-            padded = np.zeros((len(prefixes), longest), dtype=np.int64)
+            lengths = np.array([len(p) for p in prefixes], dtype=np.int64)
+            rows = np.zeros((len(prefixes), int(lengths.max(initial=0))), dtype=np.int64)
             for i, prefix in enumerate(prefixes):
-                padded[i, :len(prefix)] = prefix
-            rows = torch.from_numpy(padded).to(device)
-            lengths = torch.tensor([len(p) for p in prefixes], device=rows.device)
-        states = torch.zeros(rows.shape[0], dtype=torch.long, device=rows.device)
+                rows[i, :len(prefix)] = prefix
+        states = np.zeros(rows.shape[0], dtype=np.int64)
         for column in range(rows.shape[1]):
-            moved = self.step(states, rows[:, column])
-            states = torch.where(column < lengths, moved, states)
-        return states
+            states = np.where(column < lengths, self._step(states, rows[:, column]), states)
+        return torch.from_numpy(states).to(device)
 
     def allowed_next(self, states: Tensor, end_token_id: int | None = None) -> Tensor:
         """Boolean mask of the tokens that may follow each state.
@@ -175,35 +186,30 @@ class TokenTrie:
         Returns:
             bool ``[B, vocab_size]`` on ``states.device``.
         """
-        node_tokens, first_child, _, _ = self._arrays(states.device)
-        batch = states.shape[0]
-        valid = states >= 0
-        parent = states.clamp(min=0)
-        low = first_child[parent].long()
-        counts = torch.where(valid, first_child[parent + 1].long() - low, torch.zeros_like(low))
+        host = _host(states)
+        batch = len(host)
+        low, counts = self._children(host)
         total = int(counts.sum())
-        rows = torch.repeat_interleave(torch.arange(batch, device=states.device), counts, output_size=total)
-        starts = torch.repeat_interleave(low - (torch.cumsum(counts, 0) - counts), counts, output_size=total)
-        columns = node_tokens[starts + torch.arange(total, device=states.device)].long()
-        mask = torch.zeros(batch, self.vocab_size, dtype=torch.bool, device=states.device)
-        mask[rows, columns] = True
+        children = np.repeat(low - (np.cumsum(counts) - counts), counts) + np.arange(total)
+        mask = np.zeros(batch * self.vocab_size, dtype=bool)
+        mask[np.repeat(np.arange(batch) * self.vocab_size, counts) + self.tokens[children]] = True
         if end_token_id is not None:
-            mask[:, end_token_id] |= self.payloads(states) >= 0
-        return mask
+            mask[np.arange(batch) * self.vocab_size + end_token_id] |= self._payloads_np(host) >= 0
+        return torch.from_numpy(mask.reshape(batch, self.vocab_size)).to(states.device)
+
+    def _children(self, states: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """First child and number of children of each state (0 off the trie)."""
+        parent = np.maximum(states, 0)
+        low = self.first_child[parent].astype(np.int64)
+        return low, np.where(states >= 0, self.first_child[parent + 1] - low, 0)
 
     def payloads(self, states: Tensor) -> Tensor:
         """Payload id of the sequence ending at each state; -1 where none ends there."""
-        _, _, terminal_nodes, terminal_payloads = self._arrays(states.device)
-        index = torch.searchsorted(terminal_nodes, states.to(terminal_nodes.dtype)).clamp(max=len(self) - 1)
-        hit = (terminal_nodes[index].long() == states) & (states >= 0)
-        return torch.where(hit, terminal_payloads[index], torch.full_like(states, -1))
+        return torch.from_numpy(self._payloads_np(_host(states))).to(states.device)
 
     def num_children(self, states: Tensor) -> Tensor:
         """Number of allowed continuation tokens per state (0 off the trie)."""
-        _, first_child, _, _ = self._arrays(states.device)
-        parent = states.clamp(min=0)
-        counts = first_child[parent + 1].long() - first_child[parent].long()
-        return torch.where(states >= 0, counts, torch.zeros_like(counts))
+        return torch.from_numpy(self._children(_host(states))[1].astype(np.int64)).to(states.device)
 
     # ------------------------------------------------------------------ lookahead support
     def completion_arrays(self, state: int, limit: int | None = None) -> tuple[np.ndarray, np.ndarray, bool]:
@@ -242,7 +248,7 @@ class TokenTrie:
 
     def _payloads_np(self, nodes: np.ndarray) -> np.ndarray:
         index = np.minimum(np.searchsorted(self.terminal_nodes, nodes), len(self) - 1)
-        return np.where(self.terminal_nodes[index] == nodes, self.terminal_payloads[index], -1)
+        return np.where((self.terminal_nodes[index] == nodes) & (nodes >= 0), self.terminal_payloads[index], -1)
 
     def completions(self, prefix: Sequence[int], limit: int | None = None) -> list[tuple[list[int], int]]:
         """``(continuation tokens, payload)`` of every stored sequence starting with ``prefix``.
