@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from kexue.contrastive import FlatNCELoss, InfoNCELoss
+from kexue.contrastive.diagnostics import adam_eps_damping, batch_gradient_error
 from kexue.models import Transformer
 from kexue.training import Trainer, TrainingConfig
 
@@ -110,12 +111,16 @@ def sts_spearman(encoder: SentenceEncoder, pairs: StsPairs) -> float:
     return float(spearmanr(cosine, pairs.scores).statistic)
 
 
-def _simcse_step(loss_module: nn.Module):
+def _simcse_step(loss_module: nn.Module, score_dtype: torch.dtype):
     def step(encoder: SentenceEncoder, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, float]]:
         doubled = {name: torch.cat([value, value]) for name, value in batch.items()}  # two dropout masks
         anchors, positives = encoder(doubled["input_ids"], doubled["attention_mask"]).chunk(2)
-        out = loss_module(anchors, positives)
-        return out.loss, {"info_nce": float(out.info_nce), "flat_nce": float(out.flat_nce)}
+        out = loss_module(anchors.to(score_dtype), positives.to(score_dtype))
+        # Whether this step is in the post's float-error regime (InfoNCE's float32 gradient w.r.t.
+        # the scores > 10% off), whatever the loss trained with.
+        error, log10_xi = batch_gradient_error(anchors.detach(), positives.detach(), loss_module.scale)
+        return out.loss, {"info_nce": float(out.info_nce), "flat_nce": float(out.flat_nce),
+                          "grad_error_over_10pct": float(error > 0.1), "log10_xi_median": log10_xi}
 
     return step
 
@@ -131,30 +136,37 @@ class SimcseRun:
     final_info_nce: float
     final_flat_nce: float
     curve: list[tuple[int, float]]  # (step, mean training InfoNCE since the previous entry)
+    share_steps_grad_error_over_10pct: float  # over the last logged window (the last tenth)
+    log10_xi_median: float                    # mean over the last window of the batch's median log10 ξ
+    adam_eps_damping: float                   # kexue.contrastive.adam_eps_damping at the end
 
 
 def train_simcse(model_path: str | Path, loss: str, batch_size: int, steps: int, seed: int,
                  train_ids: list[list[int]], dev: StsPairs, learning_rate: float = 3e-5,
-                 temperature: float = 0.05) -> SimcseRun:
+                 temperature: float = 0.05, score_dtype: torch.dtype = torch.float32) -> SimcseRun:
     """Fine-tune a fresh copy of the checkpoint with SimCSE and return its dev Spearman.
 
     AdamW with eps 1e-8 (SimCSE's, and PyTorch's default; see the Adam-invariance part of the
     reproduction for why eps matters here), constant learning rate after 10% warm-up, no weight
     decay, gradient clipping off (clipping rescales the gradient and would hide the loss's scale).
+    ``score_dtype=torch.float64`` computes the scores and the loss in float64 (the encoder stays
+    float32): the control that removes the loss's rounding error.
     """
     torch.manual_seed(seed)
     encoder = SentenceEncoder(Transformer.from_pretrained(model_path))
     loss_module = LOSSES[loss](temperature=temperature)
+    optimizer = torch.optim.AdamW(encoder.parameters(), lr=learning_rate, eps=1e-8, weight_decay=0.0)
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="kexue-simcse-") as output_dir:
         config = TrainingConfig(output_dir=output_dir, max_steps=steps, learning_rate=learning_rate,
                                 warmup_steps=steps // 10, decay="constant", weight_decay=0.0, adam_eps=1e-8,
                                 grad_clip=None, log_every=max(1, steps // 10), seed=seed, progress=False,
                                 keep_last=1)
-        result = Trainer(encoder, _simcse_step(loss_module), SentenceBatches(train_ids, batch_size, seed), config,
-                         eval_fn=lambda model: {"spearman": sts_spearman(model, dev)}).fit()
+        result = Trainer(encoder, _simcse_step(loss_module, score_dtype), SentenceBatches(train_ids, batch_size, seed),
+                         config, optimizer=optimizer, eval_fn=lambda model: {"spearman": sts_spearman(model, dev)}).fit()
         records = [json.loads(line) for line in (Path(output_dir) / "metrics.jsonl").read_text().splitlines()]
     curve = [(record["step"], record["info_nce"]) for record in records if record["kind"] == "train"]
     return SimcseRun(loss, batch_size, seed, steps, result.last_eval["spearman"], time.perf_counter() - started,
                      result.last_train.get("info_nce", float("nan")), result.last_train.get("flat_nce", float("nan")),
-                     curve)
+                     curve, result.last_train["grad_error_over_10pct"], result.last_train["log10_xi_median"],
+                     adam_eps_damping(optimizer))
