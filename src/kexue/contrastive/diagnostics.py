@@ -22,10 +22,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from kexue.contrastive.functional import flat_nce, info_nce, similarity_scores
+from kexue.contrastive.functional import flat_nce, info_nce, pair_terms, similarity_scores
 
 __all__ = ["GradientError", "gradient_errors", "scores_with_xi", "INFO_NCE_FORMS", "batch_gradient_error",
-           "update_direction_cosines", "adam_eps_damping"]
+           "update_direction_cosines", "adam_eps_damping", "info_nce_exact"]
 
 # How InfoNCE's gradient is computed: "cross_entropy" is the usual F.cross_entropy (int targets,
 # no mask); "kexue" is :func:`kexue.contrastive.info_nce`.
@@ -131,27 +131,42 @@ def scores_with_xi(xi: float, num_candidates: int, rows: int = 1, seed: int = 0,
     return scores, torch.zeros(rows, dtype=torch.long)
 
 
-def _anchor_xi_and_scores(anchors: Tensor, positives: Tensor, scale: float) -> tuple[Tensor, Tensor]:
-    """float64 in-batch cosine scores ``[B, B]`` (positive on the diagonal) and each anchor's ``log ξ``."""
+def info_nce_exact(scores: Tensor, targets: Tensor, mask: Tensor | None = None) -> Tensor:
+    """InfoNCE computed as ``softplus(log ξ)`` (= ``log(1 + ξ)``): no cancellation at any ξ.
+
+    The usual form, ``logsumexp(all) − s_t``, subtracts two nearly equal numbers once ξ is below
+    the dtype's epsilon, and its gradient ``p_t − 1`` rounds the same way. Here ``log ξ`` comes from
+    the negatives alone (FlatNCE's term) and the gradient is ``sigmoid(log ξ) · ∇log ξ``, accurate to
+    the last digit for every ξ. It is the exact reference for InfoNCE's gradient, in float64 the
+    control arm that removes the float error and nothing else.
+    """
+    terms = pair_terms(scores, targets, mask, "info_nce_exact")
+    return terms.mean(F.softplus(terms.log_xi))
+
+
+def _scores_and_log_xi(anchors: Tensor, positives: Tensor, scale: float) -> tuple[Tensor, Tensor, Tensor]:
+    """float64 in-batch cosine scores ``[B, B]`` (positive on the diagonal), targets, each anchor's ``log ξ``."""
     scores = similarity_scores(anchors.detach().double(), positives.detach().double(), "cosine", scale)
-    negatives = scores.masked_fill(torch.eye(len(scores), dtype=torch.bool), float("-inf"))
-    return scores, torch.logsumexp(negatives, dim=1) - scores.diagonal()
+    targets = torch.arange(len(scores), device=scores.device)
+    return scores, targets, pair_terms(scores, targets).log_xi
 
 
 def batch_gradient_error(anchors: Tensor, positives: Tensor, scale: float) -> tuple[float, float]:
-    """How far InfoNCE's float32 gradient w.r.t. a training batch's scores is from float64.
+    """How far InfoNCE's float32 gradient w.r.t. a training batch's scores is from the exact one.
 
     The batch is scored as :class:`~kexue.contrastive.InfoNCELoss` scores it (cosine, in-batch
-    negatives, positive on the diagonal); the gradient is that of :func:`info_nce`, the form the
-    loss module trains with.
+    negatives, positive on the diagonal) and rounded to float32; the gradient of :func:`info_nce`
+    there (the form the loss module trains with) is compared with :func:`info_nce_exact`'s in
+    float64 at the same rounded scores.
 
     Returns:
         ``(relative error of the whole normalised [B, B] gradient, log10 of the median anchor's ξ)``.
     """
-    scores, log_xi = _anchor_xi_and_scores(anchors, positives, scale)
-    targets = torch.arange(len(scores))
-    error = gradient_errors(scores, targets, torch.float32, info_nce_form="kexue")["info_nce"].relative_error
-    return error, float(log_xi.median() / math.log(10))
+    scores, targets, log_xi = _scores_and_log_xi(anchors, positives, scale)
+    rounded = scores.float()
+    low = _gradient(lambda values: info_nce(values, targets), rounded)
+    exact = _gradient(lambda values: info_nce_exact(values, targets), rounded.double())
+    return _compare("info_nce", low, exact).relative_error, float(log_xi.median() / math.log(10))
 
 
 def _cosine(first: Tensor, second: Tensor) -> float:
@@ -170,25 +185,27 @@ def update_direction_cosines(anchors: Tensor, positives: Tensor, scale: float,
     Args:
         anchors, positives: ``[B, D]`` embeddings (in-batch negatives, cosine scores).
         scale: ``1 / temperature``.
-        dtype: the precision both gradients are computed in.
+        dtype: the precision of the per-anchor and ``"batch"`` gradients (usual InfoNCE form).
 
     Returns:
-        ``{"batch": cosine of the batch gradients, "per_anchor": [B] cosines of each anchor's term,
-        "log10_xi": [B] each anchor's log10 ξ (float64)}``.
+        ``{"batch": cosine of the batch gradients in dtype, "batch_exact": the same with InfoNCE from
+        :func:`info_nce_exact` and both in float64, "per_anchor": [B] cosines of each anchor's term in
+        dtype, "log10_xi": [B] each anchor's log10 ξ}``.
     """
-    def gradients(loss_fn) -> Tensor:
-        leaf_anchors = anchors.detach().to(dtype).requires_grad_(True)
-        leaf_positives = positives.detach().to(dtype).requires_grad_(True)
+    def gradients(loss_fn: Callable[[Tensor, Tensor], Tensor], precision: torch.dtype) -> Tensor:
+        leaf_anchors = anchors.detach().to(precision).requires_grad_(True)
+        leaf_positives = positives.detach().to(precision).requires_grad_(True)
         scores = similarity_scores(leaf_anchors, leaf_positives, "cosine", scale)
-        targets = torch.arange(len(scores))
+        targets = torch.arange(len(scores), device=scores.device)
         per_anchor = [torch.cat(torch.autograd.grad(loss_fn(scores[row: row + 1], targets[row: row + 1]),
                                                     (leaf_anchors, leaf_positives), retain_graph=True)).flatten()
                       for row in range(len(scores))]
-        return torch.stack(per_anchor).double()  # [B, 2 B D]; the batch gradient is the mean
+        return torch.stack(per_anchor).double()  # [B, 2 B D]; the batch gradient is the mean over rows
 
-    info, flat = gradients(info_nce), gradients(flat_nce)
-    _, log_xi = _anchor_xi_and_scores(anchors, positives, scale)
-    return {"batch": _cosine(info.mean(0), flat.mean(0)),
+    info, flat = gradients(info_nce, dtype), gradients(flat_nce, dtype)
+    exact, flat64 = gradients(info_nce_exact, torch.float64), gradients(flat_nce, torch.float64)
+    log_xi = _scores_and_log_xi(anchors, positives, scale)[2]
+    return {"batch": _cosine(info.mean(0), flat.mean(0)), "batch_exact": _cosine(exact.mean(0), flat64.mean(0)),
             "per_anchor": [_cosine(i, f) for i, f in zip(info, flat)],
             "log10_xi": (log_xi / math.log(10)).tolist()}
 

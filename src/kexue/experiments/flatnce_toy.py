@@ -6,15 +6,16 @@ measures that threshold). SimCSE on a small pretrained encoder reaches it only f
 steps, and a 2-core CPU cannot train a SimCLR-sized model for long; so the mechanism is isolated
 here, on a task small enough to train to convergence many times over:
 
-- latents ``z ~ N(0, I_8)``; inputs ``x = tanh(z W1) W2 + σ ε`` (fixed random ``W1``, ``W2``, 32
+- latents ``z ~ N(0, I_16)``; inputs ``x = tanh(z W1) W2 + σ ε`` (fixed random ``W1``, ``W2``, 32
   input dimensions); two draws of the noise ``ε`` are a positive pair (the "augmentation");
-- an MLP encoder ``32 → 128 → 128 → 32``, cosine scores at temperature 0.05, in-batch negatives;
+- an MLP encoder ``32 → 128 → 128 → 32``, cosine scores at temperature 0.02, in-batch negatives;
 - evaluation as STS: Spearman between the embeddings' cosine and the latents' cosine over pairs
   of held-out latents with graded similarity.
 
 Three arms differ only in how the loss is computed: InfoNCE in float32 (the usual), InfoNCE with
-the scores and the loss in float64 (the control: the same objective without the rounding), and
-FlatNCE (post eq. 5) in float32. Everything else (data order, noise, initialisation) is shared by
+the scores and the loss in float64, computed as ``softplus(log ξ)`` (the control: the same
+objective without the rounding; the usual form would round in float64 too once ξ < 1e-15, which
+this task reaches), and FlatNCE (post eq. 5) in float32. Everything else (data order, noise, initialisation) is shared by
 seed, so differences are paired.
 """
 
@@ -29,27 +30,31 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from kexue.contrastive import FlatNCELoss, InfoNCELoss
-from kexue.contrastive.diagnostics import adam_eps_damping, batch_gradient_error
+from kexue.contrastive import FlatNCELoss, InfoNCELoss, similarity_scores
+from kexue.contrastive.diagnostics import adam_eps_damping, batch_gradient_error, info_nce_exact
 from kexue.training import Trainer, TrainingConfig
 
-__all__ = ["ARMS", "ToyTask", "ToyBatches", "make_task", "toy_encoder", "toy_spearman", "train_toy"]
+__all__ = ["ARMS", "ToyTask", "ToyBatches", "make_task", "toy_encoder", "toy_spearman", "train_toy",
+           "toy_embedding_batches"]
 
-# arm -> (loss class, dtype the scores and the loss are computed in)
-ARMS = {"info_nce": (InfoNCELoss, torch.float32), "info_nce_fp64": (InfoNCELoss, torch.float64),
-        "flat_nce": (FlatNCELoss, torch.float32)}
+# The arms: InfoNCE as usually computed in float32; the control, InfoNCE computed exactly
+# (softplus(log ξ) in float64, kexue.contrastive.diagnostics.info_nce_exact); FlatNCE (eq. 5) in float32.
+ARMS = ("info_nce", "info_nce_fp64", "flat_nce")
 
 
 @dataclass(frozen=True)
 class ToyTask:
     """The synthetic STS analogue (fixed by ``task_seed``, the same for every training seed)."""
 
-    latent_dim: int = 8
+    latent_dim: int = 16
     input_dim: int = 32
-    noise: float = 0.3           # σ of the augmentation noise, relative to inputs of RMS ≈ 0.5
+    noise: float = 0.1           # σ of the augmentation noise (inputs have RMS ≈ 0.5)
     train_latents: int = 4096    # latents the encoder is trained on
     eval_pairs: int = 2000       # pairs for the tuning split and for the dev split, each
-    temperature: float = 0.05    # SimCSE's (scale 20)
+    # 0.02 (scale 50) rather than SimCSE's 0.05: at 0.05 this task's ξ stays near 1e-5 and the
+    # float-error regime is rare; at 0.02 most anchors end far below ξ* ≈ 3e-7, which is the regime
+    # the post describes (ξ is what matters, not how it got small).
+    temperature: float = 0.02
     task_seed: int = 1234
 
 
@@ -129,34 +134,55 @@ def contrastive_step(arm: str, temperature: float):
     than 10% off its float64 value (the post's mechanism engaged), else 0; its window mean is the
     share of such steps. ``log10_xi_median``: the median anchor's ξ.
     """
-    loss_class, dtype = ARMS[arm]
-    loss_module = loss_class(temperature=temperature)
+    if arm not in ARMS:
+        raise ValueError(f"`arm` must be one of {ARMS}, got {arm!r}")
+    loss_module = (FlatNCELoss if arm == "flat_nce" else InfoNCELoss)(temperature=temperature)
 
     def step(encoder: nn.Module, batch: tuple[Tensor, Tensor]) -> tuple[Tensor, dict[str, float]]:
         anchors, positives = encoder(batch[0]), encoder(batch[1])
-        out = loss_module(anchors.to(dtype), positives.to(dtype))
+        if arm == "info_nce_fp64":
+            scores = similarity_scores(anchors.double(), positives.double(), "cosine", loss_module.scale)
+            loss = info_nce_exact(scores, torch.arange(len(scores)))
+            info = float(loss.detach())
+        else:
+            out = loss_module(anchors, positives)
+            loss, info = out.loss, float(out.info_nce)
         error, log10_xi = batch_gradient_error(anchors.detach(), positives.detach(), loss_module.scale)
-        return out.loss, {"info_nce": float(out.info_nce), "grad_error_over_10pct": float(error > 0.1),
-                          "log10_xi_median": log10_xi}
+        return loss, {"info_nce": info, "grad_error_over_10pct": float(error > 0.1), "log10_xi_median": log10_xi}
 
     return step
 
 
 def train_toy(data: _TaskData, arm: str, batch_size: int, steps: int, learning_rate: float, seed: int,
-              evaluate_on: str = "dev", adam_eps: float = 1e-8) -> dict[str, Any]:
-    """Train one encoder; return its Spearman on the ``"tune"`` or ``"dev"`` pairs and diagnostics."""
+              evaluate_on: str = "dev") -> tuple[dict[str, Any], nn.Module]:
+    """Train one encoder (AdamW, eps 1e-8, 10% warm-up then constant rate, no clipping).
+
+    Returns:
+        ``(row, encoder)``: the row holds the Spearman on the ``"tune"`` or ``"dev"`` pairs and the
+        diagnostics of the second half of training (share of steps in the float-error regime,
+        median log10 ξ, Adam's eps damping at the end).
+    """
     encoder = toy_encoder(data.task, seed)
-    optimizer = torch.optim.AdamW(encoder.parameters(), lr=learning_rate, eps=adam_eps, weight_decay=0.0)
+    optimizer = torch.optim.AdamW(encoder.parameters(), lr=learning_rate, eps=1e-8, weight_decay=0.0)
     with tempfile.TemporaryDirectory(prefix="kexue-toy-") as output_dir:
+        # log_every = steps / 2: the last logged window (last_train) is the second half of training
         config = TrainingConfig(output_dir=output_dir, max_steps=steps, learning_rate=learning_rate,
-                                warmup_steps=steps // 10, decay="constant", weight_decay=0.0, adam_eps=adam_eps,
-                                grad_clip=None, log_every=max(1, steps // 2), seed=seed, progress=False, keep_last=1)
-        # the last logged window (last_train) is the second half of training: the diagnostics below
-        result = Trainer(encoder, contrastive_step(arm, data.task.temperature), ToyBatches(data, batch_size, seed), config,
-                         optimizer=optimizer).fit()
-    return {"arm": arm, "batch_size": batch_size, "seed": seed, "learning_rate": learning_rate, "steps": steps,
-            "spearman": toy_spearman(encoder, getattr(data, evaluate_on)), "evaluated_on": evaluate_on,
-            "final_info_nce": result.last_train["info_nce"],
-            "share_steps_grad_error_over_10pct": result.last_train["grad_error_over_10pct"],
-            "log10_xi_median": result.last_train["log10_xi_median"],
-            "adam_eps_damping": adam_eps_damping(optimizer)}
+                                warmup_steps=steps // 10, decay="constant", weight_decay=0.0, adam_eps=1e-8,
+                                grad_clip=None, log_every=max(1, steps // 2), seed=seed, progress=False,
+                                keep_last=1)
+        result = Trainer(encoder, contrastive_step(arm, data.task.temperature), ToyBatches(data, batch_size, seed),
+                         config, optimizer=optimizer).fit()
+    row = {"arm": arm, "seed": seed, "learning_rate": learning_rate, "steps": steps,
+           "spearman": toy_spearman(encoder, getattr(data, evaluate_on)), "evaluated_on": evaluate_on,
+           "final_info_nce": result.last_train["info_nce"],
+           "share_steps_grad_error_over_10pct": result.last_train["grad_error_over_10pct"],
+           "log10_xi_median": result.last_train["log10_xi_median"], "adam_eps_damping": adam_eps_damping(optimizer)}
+    return row, encoder
+
+
+@torch.no_grad()
+def toy_embedding_batches(data: _TaskData, encoder: nn.Module, batch_size: int, count: int,
+                          seed: int) -> list[tuple[Tensor, Tensor]]:
+    """``count`` training batches embedded by ``encoder``: ``(anchors, positives)``, each ``[B, 32]``."""
+    batches = iter(ToyBatches(data, batch_size, seed))
+    return [tuple(encoder(views) for views in next(batches)) for _ in range(count)]
