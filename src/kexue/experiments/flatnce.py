@@ -354,7 +354,8 @@ def _arm_table(setting: str, study: dict[str, Any]) -> list[dict[str, Any]]:
         runs = [row for row in study["runs"] if row["arm"] == arm]
         table.append({"setting": setting, "arm": name, "lr (chosen on tune)": study["chosen_learning_rate"][arm],
                       "seeds": len(runs), "dev spearman mean": statistics.mean(_by_seed(runs, arm)),
-                      "share of steps in float-error regime": statistics.mean(_by_seed(runs, arm, "share_steps_grad_error_over_10pct")),
+                      "share of steps in float-error regime":
+                          statistics.mean(_by_seed(runs, arm, "share_steps_grad_error_over_10pct")),
                       "median log10 ξ": statistics.mean(_by_seed(runs, arm, "log10_xi_median")),
                       "Adam eps damping (1 = none)": statistics.mean(_by_seed(runs, arm, "adam_eps_damping")),
                       "final train InfoNCE": statistics.mean(_by_seed(runs, arm, "final_info_nce"))})
@@ -393,7 +394,7 @@ def _training_claims(setting: str, label: str, study: dict[str, Any], regime: st
                        f"{label}: FlatNCE's dev Spearman exceeds float32 InfoNCE's by >= {MIN_GAIN} at batch size 8 "
                        "(paired over seeds: FlatNCE − InfoNCE)", flat_gain, MIN_GAIN, interval=flat_interval,
                        precondition=precondition, source="post", quote=POST_TRAINING_QUOTE,
-                       post_figure="FlatCLR > SimCLR at every batch size (CIFAR-10/ImageNet; figure, numbers not given)",
+                       post_figure="FlatCLR > SimCLR at every batch size (CIFAR-10/ImageNet figure, no numbers)",
                        **common),
         Claim.at_least(f"{setting}-float-error-costs-infonce",
                        f"{label}: removing the float error (InfoNCE computed exactly, in float64) raises InfoNCE's "
@@ -406,7 +407,8 @@ def _training_claims(setting: str, label: str, study: dict[str, Any], regime: st
                      "(paired: exact − float32)", control_gain, -EQUIVALENT, EQUIVALENT, interval=control_interval,
                      precondition=precondition, **common),
         Claim.at_least(f"{setting}-flatnce-beats-float64-infonce",
-                       f"{label}: FlatNCE beats InfoNCE by >= {MIN_GAIN} even without float error (paired: FlatNCE − exact "
+                       f"{label}: FlatNCE beats InfoNCE by >= {MIN_GAIN} even without float error "
+                       "(paired: FlatNCE − exact "
                        "InfoNCE), i.e. its gain is the per-anchor reweighting, not precision", beyond, MIN_GAIN,
                        interval=beyond_interval, **common),
     ]

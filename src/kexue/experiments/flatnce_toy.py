@@ -15,8 +15,8 @@ here, on a task small enough to train to convergence many times over:
 Three arms differ only in how the loss is computed: InfoNCE in float32 (the usual), InfoNCE with
 the scores and the loss in float64, computed as ``softplus(log ξ)`` (the control: the same
 objective without the rounding; the usual form would round in float64 too once ξ < 1e-15, which
-this task reaches), and FlatNCE (post eq. 5) in float32. Everything else (data order, noise, initialisation) is shared by
-seed, so differences are paired.
+this task reaches), and FlatNCE (post eq. 5) in float32. Everything else (data order, noise,
+initialisation) is shared by seed, so differences are paired.
 """
 
 from __future__ import annotations

@@ -160,8 +160,8 @@ def train_simcse(model_path: str | Path, loss: str, batch_size: int, steps: int,
                                 warmup_steps=steps // 10, decay="constant", weight_decay=0.0, adam_eps=1e-8,
                                 grad_clip=None, log_every=max(1, steps // 10), seed=seed, progress=False,
                                 keep_last=1)
-        result = Trainer(encoder, _simcse_step(loss_module), SentenceBatches(train_ids, batch_size, seed),
-                         config, optimizer=optimizer, eval_fn=lambda model: {"spearman": sts_spearman(model, dev)}).fit()
+        result = Trainer(encoder, _simcse_step(loss_module), SentenceBatches(train_ids, batch_size, seed), config,
+                         optimizer=optimizer, eval_fn=lambda model: {"spearman": sts_spearman(model, dev)}).fit()
         records = [json.loads(line) for line in (Path(output_dir) / "metrics.jsonl").read_text().splitlines()]
     curve = [(record["step"], record["info_nce"]) for record in records if record["kind"] == "train"]
     return SimcseRun(loss, batch_size, seed, steps, result.last_eval["spearman"], time.perf_counter() - started,
