@@ -136,8 +136,10 @@ class SimcseRun:
     final_info_nce: float
     final_flat_nce: float
     curve: list[tuple[int, float]]  # (step, mean training InfoNCE since the previous entry)
-    share_steps_grad_error_over_10pct: float  # over the last logged window (the last tenth)
-    log10_xi_median: float                    # mean over the last window of the batch's median log10 ξ
+    # Over the logged windows that end in the second half of training (``late_steps`` steps):
+    share_steps_grad_error_over_10pct: float  # share of steps in the post's float-error regime
+    log10_xi_median: float                    # mean of the batch's median log10 ξ
+    late_steps: int
     adam_eps_damping: float                   # kexue.contrastive.adam_eps_damping at the end
 
 
@@ -163,8 +165,16 @@ def train_simcse(model_path: str | Path, loss: str, batch_size: int, steps: int,
         result = Trainer(encoder, _simcse_step(loss_module), SentenceBatches(train_ids, batch_size, seed), config,
                          optimizer=optimizer, eval_fn=lambda model: {"spearman": sts_spearman(model, dev)}).fit()
         records = [json.loads(line) for line in (Path(output_dir) / "metrics.jsonl").read_text().splitlines()]
-    curve = [(record["step"], record["info_nce"]) for record in records if record["kind"] == "train"]
+    train_records = [record for record in records if record["kind"] == "train"]
+    curve = [(record["step"], record["info_nce"]) for record in train_records]
+    late = [(record, record["step"] - previous) for previous, record in
+            zip([0] + [r["step"] for r in train_records], train_records) if record["step"] > steps // 2]
+    late_steps = sum(length for _, length in late)
+
+    def late_mean(key: str) -> float:  # step-weighted mean over the late windows
+        return sum(record[key] * length for record, length in late) / late_steps
+
     return SimcseRun(loss, batch_size, seed, steps, result.last_eval["spearman"], time.perf_counter() - started,
                      result.last_train.get("info_nce", float("nan")), result.last_train.get("flat_nce", float("nan")),
-                     curve, result.last_train["grad_error_over_10pct"], result.last_train["log10_xi_median"],
+                     curve, late_mean("grad_error_over_10pct"), late_mean("log10_xi_median"), late_steps,
                      adam_eps_damping(optimizer))
