@@ -264,7 +264,8 @@ def direction_study(batches: list[tuple[torch.Tensor, torch.Tensor]], scale: flo
 FLOAT64_RESOLVES = -12.0  # log10 ξ above which float64's usual InfoNCE gradient is exact to ~1e-4
 
 
-def _direction_claims(setting: str, label: str, study: dict[str, Any]) -> list[Claim]:
+def _direction_claims(setting: str, label: str, study: dict[str, Any], trained: bool) -> list[Claim]:
+    """``trained``: the batches come from an encoder this run trained (a toy one in quick mode)."""
     batch = study["batch_cosine_exact"]
     resolved = [cosine for cosine, log_xi in zip(study["anchor_cosine_float64"], study["anchor_log10_xi"])
                 if log_xi >= FLOAT64_RESOLVES]
@@ -275,13 +276,13 @@ def _direction_claims(setting: str, label: str, study: dict[str, Any]) -> list[C
                        f"{len(study['anchor_log10_xi'])} anchors with ξ >= 1e-12, where float64 resolves it)",
                        min(resolved, default=None), 1 - 1e-6, source="post",
                        quote="eq. (4): ∇(ξ/sg(ξ)) = ∇ξ/ξ = ∇log ξ, i.e. InfoNCE's gradient times (1+ξ)/ξ",
-                       post_figure="cosine 1 (exact)"),
+                       post_figure="cosine 1 (exact)", needs_training=trained),
         Claim.at_least(f"{setting}-batch-direction-equal",
                        f"{label}: the batch's FlatNCE update points where InfoNCE's does (mean whole-batch "
                        f"gradient cosine, exact, over {len(batch)} batches of 8, >= 0.99)",
                        statistics.mean(batch), 0.99, interval=bootstrap_interval(batch), source="post",
                        quote="理论上跟交叉熵是等效的 (theoretically equivalent to cross-entropy)",
-                       post_figure="equivalent (no number)"),
+                       post_figure="equivalent (no number)", needs_training=trained),
     ]
 
 
@@ -563,9 +564,9 @@ def run(ctx: Context) -> Outcome:
         metrics["zh simcse probe"], directions["zh (pretrained)"] = simcse_probe(ctx, plan, model_path)
         claims.append(_probe_claim(metrics["zh simcse probe"]))
     claims += _training_claims("toy", TOY_LABEL, toy_study, "the second half of the steps")
-    claims += _direction_claims("toy", f"{TOY_LABEL} (trained)", toy_directions)
+    claims += _direction_claims("toy", f"{TOY_LABEL} (trained)", toy_directions, trained=True)
     if "zh (pretrained)" in directions:
-        claims += _direction_claims("zh", "kexue-small-zh (pretrained)", directions["zh (pretrained)"])
+        claims += _direction_claims("zh", "kexue-small-zh (pretrained)", directions["zh (pretrained)"], trained=False)
     tables = {"toy: arms": _arm_table(TOY_LABEL, toy_study),
               "toy: paired differences": _comparison_table(TOY_LABEL, toy_study),
               "toy: lr sweep (tune split, one seed)": [
