@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import math
 
 import pytest
@@ -10,6 +11,8 @@ import torch.nn.functional as F
 
 from kexue.contrastive import (FlatNCELoss, InfoNCELoss, flat_nce, flat_nce_stopgrad, gradient_errors, info_nce,
                                pair_terms, scores_with_xi, similarity_scores)
+from kexue.contrastive.diagnostics import (adam_eps_damping, batch_gradient_error, info_nce_exact,
+                                           update_direction_cosines)
 
 torch.set_num_threads(1)
 
@@ -268,3 +271,76 @@ def test_monitored_infonce_keeps_its_digits_below_machine_epsilon():
     assert out.loss.item() == 0.0  # the cross-entropy value rounds to 0 in float32
     assert out.info_nce.item() == pytest.approx(3 * math.exp(-50), rel=1e-4)
     assert out.flat_nce.item() == pytest.approx(math.log(3) - 50, rel=1e-6)
+
+
+# ----------------------------------------------------------------- training diagnostics (kexue.contrastive.diagnostics)
+def test_exact_infonce_equals_infonce_and_keeps_its_float32_gradient_at_tiny_xi():
+    scores, targets = _random_scores().requires_grad_(True), torch.tensor([0, 1, 2, 3, 4])
+    (usual,) = torch.autograd.grad(info_nce(scores, targets), scores)
+    (exact,) = torch.autograd.grad(info_nce_exact(scores, targets), scores)
+    assert info_nce_exact(scores, targets).item() == pytest.approx(info_nce(scores, targets).item(), rel=1e-12)
+    torch.testing.assert_close(exact, usual, rtol=1e-10, atol=1e-14)
+    # ξ = 1e-9 is below float32's resolution: the usual form's gradient breaks, softplus(log ξ) does not
+    tiny, tiny_targets = scores_with_xi(1e-9, num_candidates=8, rows=4)
+    leaf64 = tiny.float().double().requires_grad_(True)
+    (reference,) = torch.autograd.grad(info_nce_exact(leaf64, tiny_targets), leaf64)
+    leaf32 = tiny.float().requires_grad_(True)
+    (exact32,) = torch.autograd.grad(info_nce_exact(leaf32, tiny_targets), leaf32)
+    (usual32,) = torch.autograd.grad(info_nce(leaf32, tiny_targets), leaf32)
+    assert torch.allclose(exact32.double(), reference, rtol=1e-5, atol=0)
+    assert (usual32.double() - reference).norm() / reference.norm() > 0.1
+
+
+def test_batch_gradient_error_separates_the_float_regime_and_reports_xi():
+    generator = torch.Generator().manual_seed(0)
+    anchors = torch.randn(8, 16, generator=generator)
+    error, log10_xi = batch_gradient_error(anchors, anchors + 0.3 * torch.randn(8, 16, generator=generator), 20.0)
+    assert error < 1e-3
+    # orthogonal embeddings, positives identical to anchors, scale 50: every ξ = 7 e^-50 ≈ 1.4e-21
+    basis = torch.eye(16)[:8]
+    error, log10_xi = batch_gradient_error(basis, basis.clone(), 50.0)
+    assert error > 0.1
+    assert log10_xi == pytest.approx(math.log10(7) - 50 / math.log(10), abs=1e-9)
+
+
+def test_update_direction_cosines_match_whole_loss_gradients():
+    generator = torch.Generator().manual_seed(1)
+    anchors = torch.randn(6, 5, generator=generator, dtype=torch.float64)
+    positives = anchors + 0.5 * torch.randn(6, 5, generator=generator, dtype=torch.float64)
+    result = update_direction_cosines(anchors, positives, scale=5.0)
+    assert min(result["per_anchor"]) > 1 - 1e-12  # eq. (4): each anchor keeps its direction
+
+    def batch_gradient(loss_fn):
+        leaves = anchors.clone().requires_grad_(True), positives.clone().requires_grad_(True)
+        scores = similarity_scores(*leaves, "cosine", 5.0)
+        return torch.cat(torch.autograd.grad(loss_fn(scores, torch.arange(6)), leaves)).flatten()
+
+    info, flat = batch_gradient(info_nce), batch_gradient(flat_nce)
+    assert result["batch"] == pytest.approx(float(info @ flat / (info.norm() * flat.norm())), abs=1e-12)
+    assert result["batch_exact"] == pytest.approx(result["batch"], abs=1e-12)
+    assert result["batch"] < 0.999  # anchors with different ξ: the batch direction is reweighted
+    xi = pair_terms(similarity_scores(anchors, positives, "cosine", 5.0), torch.arange(6)).log_xi
+    assert result["log10_xi"] == pytest.approx((xi / math.log(10)).tolist())
+
+
+def test_adam_eps_damping_matches_torch_adamw_steps():
+    gradient = torch.tensor([1e-9, -3e-8, 2e-7, 5e-10])
+    parameter = torch.nn.Parameter(torch.zeros(4))
+    optimizer = torch.optim.AdamW([parameter], lr=1.0, eps=1e-8, weight_decay=0.0)
+    for step in range(3):
+        parameter.grad = gradient * (step + 1)
+        if step == 2:
+            saved, before = copy.deepcopy(optimizer.state_dict()), parameter.detach().clone()
+        optimizer.step()
+    with_eps, damping = parameter.detach() - before, adam_eps_damping(optimizer)
+    # replay the last step through torch's AdamW with eps = 0 (eps does not change m or v)
+    parameter.data.copy_(before)
+    optimizer.load_state_dict(saved)
+    optimizer.param_groups[0]["eps"] = 0.0
+    parameter.grad = gradient * 3
+    optimizer.step()
+    without_eps = parameter.detach() - before
+    assert damping == pytest.approx(float(with_eps.norm() / without_eps.norm()), rel=1e-5)
+    assert 0.05 < damping < 0.95  # gradients near eps: partly damped
+    with pytest.raises(ValueError, match="no Adam state"):
+        adam_eps_damping(torch.optim.AdamW([torch.nn.Parameter(torch.zeros(2))]))

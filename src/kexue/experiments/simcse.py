@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from kexue.contrastive import FlatNCELoss, InfoNCELoss
+from kexue.contrastive.diagnostics import adam_eps_damping, batch_gradient_error
 from kexue.models import Transformer
 from kexue.training import Trainer, TrainingConfig
 
@@ -115,7 +116,11 @@ def _simcse_step(loss_module: nn.Module):
         doubled = {name: torch.cat([value, value]) for name, value in batch.items()}  # two dropout masks
         anchors, positives = encoder(doubled["input_ids"], doubled["attention_mask"]).chunk(2)
         out = loss_module(anchors, positives)
-        return out.loss, {"info_nce": float(out.info_nce), "flat_nce": float(out.flat_nce)}
+        # Whether this step is in the post's float-error regime (InfoNCE's float32 gradient w.r.t.
+        # the scores > 10% off the exact one), whatever the loss trained with.
+        error, log10_xi = batch_gradient_error(anchors.detach(), positives.detach(), loss_module.scale)
+        return out.loss, {"info_nce": float(out.info_nce), "flat_nce": float(out.flat_nce),
+                          "grad_error_over_10pct": float(error > 0.1), "log10_xi_median": log10_xi}
 
     return step
 
@@ -131,6 +136,11 @@ class SimcseRun:
     final_info_nce: float
     final_flat_nce: float
     curve: list[tuple[int, float]]  # (step, mean training InfoNCE since the previous entry)
+    # Over the logged windows that end in the second half of training (``late_steps`` steps):
+    share_steps_grad_error_over_10pct: float  # share of steps in the post's float-error regime
+    log10_xi_median: float                    # mean of the batch's median log10 ξ
+    late_steps: int
+    adam_eps_damping: float                   # kexue.contrastive.adam_eps_damping at the end
 
 
 def train_simcse(model_path: str | Path, loss: str, batch_size: int, steps: int, seed: int,
@@ -145,6 +155,7 @@ def train_simcse(model_path: str | Path, loss: str, batch_size: int, steps: int,
     torch.manual_seed(seed)
     encoder = SentenceEncoder(Transformer.from_pretrained(model_path))
     loss_module = LOSSES[loss](temperature=temperature)
+    optimizer = torch.optim.AdamW(encoder.parameters(), lr=learning_rate, eps=1e-8, weight_decay=0.0)
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="kexue-simcse-") as output_dir:
         config = TrainingConfig(output_dir=output_dir, max_steps=steps, learning_rate=learning_rate,
@@ -152,9 +163,18 @@ def train_simcse(model_path: str | Path, loss: str, batch_size: int, steps: int,
                                 grad_clip=None, log_every=max(1, steps // 10), seed=seed, progress=False,
                                 keep_last=1)
         result = Trainer(encoder, _simcse_step(loss_module), SentenceBatches(train_ids, batch_size, seed), config,
-                         eval_fn=lambda model: {"spearman": sts_spearman(model, dev)}).fit()
+                         optimizer=optimizer, eval_fn=lambda model: {"spearman": sts_spearman(model, dev)}).fit()
         records = [json.loads(line) for line in (Path(output_dir) / "metrics.jsonl").read_text().splitlines()]
-    curve = [(record["step"], record["info_nce"]) for record in records if record["kind"] == "train"]
+    train_records = [record for record in records if record["kind"] == "train"]
+    curve = [(record["step"], record["info_nce"]) for record in train_records]
+    late = [(record, record["step"] - previous) for previous, record in
+            zip([0] + [r["step"] for r in train_records], train_records) if record["step"] > steps // 2]
+    late_steps = sum(length for _, length in late)
+
+    def late_mean(key: str) -> float:  # step-weighted mean over the late windows
+        return sum(record[key] * length for record, length in late) / late_steps
+
     return SimcseRun(loss, batch_size, seed, steps, result.last_eval["spearman"], time.perf_counter() - started,
                      result.last_train.get("info_nce", float("nan")), result.last_train.get("flat_nce", float("nan")),
-                     curve)
+                     curve, late_mean("grad_error_over_10pct"), late_mean("log10_xi_median"), late_steps,
+                     adam_eps_damping(optimizer))
