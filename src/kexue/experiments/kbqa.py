@@ -37,10 +37,10 @@ from pathlib import Path
 from kexue.data import DataNotFoundError, load_tokenizer, read_kgclue
 from kexue.experiments import Claim, Context, Outcome, register
 from kexue.experiments.harness import Precondition
-from kexue.retrieval import KbqaCodec, KbqaPredictor, KnowledgeBase, kgclue_metrics, load_or_build_trie, train_kbqa
+from kexue.retrieval import (KBQA_RECIPE, KbqaCodec, KbqaPredictor, KnowledgeBase, kgclue_metrics, load_or_build_trie,
+                             train_kbqa)
 from kexue.retrieval.kb import Fact
 from kexue.stats import Interval, mcnemar_p, paired_accuracy_difference
-from kexue.training import TrainingConfig
 
 DENSE_DIM = 768  # a BERT-base sentence vector per entry, float32
 # The order and lookahead comparisons mean something only for a model that answers: the post's models score
@@ -67,7 +67,8 @@ class Plan:
 # Full: 600 steps x 32 questions (1.07 epochs) per order, the same for both orders (the 2026-11-25 run,
 # capped at 12 minutes per order, trained 590 and 499 steps): about 20 minutes per order at 0.5 steps/s,
 # then the greedy arms over 2,000 questions (beams=(1, 3) adds the beam-3 arms, tripling decoding time).
-FULL = Plan(train_questions=None, dev_questions=None, max_steps=600, batch_size=32, kb_from_subset=False, beams=(1,))
+FULL = Plan(train_questions=None, dev_questions=None, max_steps=KBQA_RECIPE.max_steps, batch_size=KBQA_RECIPE.batch_size,
+            kb_from_subset=False, beams=(1,), learning_rate=KBQA_RECIPE.learning_rate)
 QUICK = Plan(train_questions=400, dev_questions=32, max_steps=30, batch_size=16, kb_from_subset=True, beams=(1, 3))
 # (order, beams, lookahead): the decoding arms, all on the K = 20 pseudo-KB.
 CONFIGS = [("spm", 1, False), ("spm", 1, True), ("spm", 3, False), ("spm", 3, True), ("smp", 1, True), ("smp", 3, True)]
@@ -114,9 +115,7 @@ def _storage(trie, codec: KbqaCodec, kb: KnowledgeBase) -> dict[str, float]:
 def _train(ctx: Context, plan: Plan, model_path: Path, train, order: str):
     codec = KbqaCodec(load_tokenizer(model_path), order)
     out = ctx.out_dir / "work" / f"train-{order}"
-    config = TrainingConfig(output_dir=str(out), max_steps=plan.max_steps, learning_rate=plan.learning_rate,
-                            warmup_steps=max(plan.max_steps // 20, 1), save_every=50, log_every=10, keep_last=1,
-                            seed=ctx.seed)
+    config = KBQA_RECIPE.training_config(out, ctx.seed, max_steps=plan.max_steps, learning_rate=plan.learning_rate)
     resume = (out / "checkpoints").is_dir() and any((out / "checkpoints").iterdir())
     model, result = train_kbqa(model_path, train, codec, config, plan.batch_size, resume=resume)
     return model, codec, {"steps": result.step, "stopped_by": result.stopped_by, **result.last_train}
