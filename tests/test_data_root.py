@@ -1,12 +1,13 @@
 """The data root order (kexue.data.root): --data, KEXUE_DATA, the user cache, ../shared/data, the samples."""
 
 import json
+import re
 from pathlib import Path
 
 import pytest
 
 from kexue.cli import main
-from kexue.data import DataNotFoundError, read_kgclue, resolve_data_root
+from kexue.data import DataNotFoundError, iter_corpus_zh_modern, read_kgclue, resolve_data_root
 from kexue.data.catalogue import DATASETS
 from kexue.data.root import SAMPLES_DIR, LayeredDataRoot, data_origin
 
@@ -54,7 +55,7 @@ def test_cache_then_shared_then_samples_per_data_set(layout):
     assert root / "vocab/bert-base-chinese-vocab.txt" == SAMPLES_DIR / "vocab" / "bert-base-chinese-vocab.txt"
     assert data_origin(root, "kgclue")[0] == "cache" and data_origin(root, "fewclue")[0] == "shared"
     assert data_origin(root, "vocab")[0] == "samples" and data_origin(root, "corpus_zh_modern") is None
-    # a data set found nowhere points into the first layer, so the reader's error names a real place
+    # a data set found nowhere points into the cache, where `kexue data fetch` would put it
     assert root / "corpus_zh_modern/luxun.jsonl" == layout / "cache" / "data" / "corpus_zh_modern" / "luxun.jsonl"
 
 
@@ -96,6 +97,8 @@ def test_the_samples_alone_serve_a_bare_install(tmp_path, monkeypatch):
     root = resolve_data_root()
     assert [layer.origin for layer in root.layers] == ["samples"]
     assert len(list(read_kgclue("train"))) == 600
+    with pytest.raises(DataNotFoundError, match=re.escape(str(tmp_path / "no-cache" / "data" / "corpus_zh_modern"))):
+        list(iter_corpus_zh_modern(["luxun"]))
 
 
 def test_no_layer_at_all_tells_how_to_point_at_data(tmp_path, monkeypatch):

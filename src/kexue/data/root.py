@@ -70,13 +70,15 @@ class LayeredDataRoot:
 
     ``root / "kgclue/train.json"`` is the file in the first layer that has the ``kgclue`` folder, so
     every reader that joins paths onto a root works unchanged. When no layer has the data set, the
-    path points into the first layer (the cache), and the reader's "does not exist" error names it.
+    path points into ``missing`` (the cache's data folder, where ``kexue data fetch`` puts it), and
+    the reader's "does not exist" error names that.
     """
 
-    def __init__(self, layers: list[DataLayer]) -> None:
+    def __init__(self, layers: list[DataLayer], missing: Path) -> None:
         if not layers:
             raise ValueError("a layered data root needs at least one layer")
         self.layers = tuple(layers)
+        self.missing = missing
 
     def layer_for(self, dataset: str) -> DataLayer | None:
         """The layer that serves ``dataset`` (a top-level folder such as ``fewclue``), or None."""
@@ -86,17 +88,17 @@ class LayeredDataRoot:
         parts = Path(relative).parts
         if not parts:
             raise ValueError("join a data-set path onto the data root, not an empty one")
-        layer = self.layer_for(parts[0]) or self.layers[0]
-        return layer.path / relative
+        layer = self.layer_for(parts[0])
+        return (layer.path if layer else self.missing) / relative
 
     def joinpath(self, *relative: str | Path) -> Path:
         return self / Path(*relative)
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, LayeredDataRoot) and other.layers == self.layers
+        return isinstance(other, LayeredDataRoot) and (other.layers, other.missing) == (self.layers, self.missing)
 
     def __hash__(self) -> int:
-        return hash(self.layers)
+        return hash((self.layers, self.missing))
 
     def __str__(self) -> str:
         return " > ".join(f"{layer.path} ({layer.origin})" for layer in self.layers)
@@ -147,7 +149,7 @@ def resolve_data_root(explicit: str | Path | LayeredDataRoot | None = None) -> P
     if not layers:
         raise DataNotFoundError(f"no data directory found (no user cache, no {DEFAULT_RELATIVE_ROOT}, no embedded "
                                 f"samples in {SAMPLES_DIR}); {_HOW_TO}, or run `kexue data fetch all`")
-    return LayeredDataRoot(layers)
+    return LayeredDataRoot(layers, missing=cache_dir() / "data")
 
 
 def data_origin(root: Path | LayeredDataRoot, dataset: str) -> tuple[str, Path] | None:
