@@ -214,10 +214,10 @@ def _run_data_list(args: argparse.Namespace) -> int:
         print(json.dumps([asdict(s) for s in statuses], indent=2, ensure_ascii=False, default=str))
         return 0
     print(f"data root: {root}")
-    print(f"{'data set':18s} {'found in':9s} {'files':>9s} {'rows':>9s}  checksums    path")
+    print(f"{'data set':18s} {'found in':9s} {'files':>9s} {'rows':>9s}  {'checksums':20s} path")
     for s in statuses:
         files = f"{s.files}/{s.catalogue_files}"
-        print(f"{s.name:18s} {s.origin or 'missing':9s} {files:>9s} {s.rows:>9,}  {s.checksums:12s} {s.path or '-'}")
+        print(f"{s.name:18s} {s.origin or 'missing':9s} {files:>9s} {s.rows:>9,}  {s.checksums:20s} {s.path or '-'}")
     return 0
 
 
