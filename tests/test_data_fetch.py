@@ -84,6 +84,15 @@ def test_interrupted_download_resumes_from_the_partial_file(tmp_path):
     assert dest.read_bytes() == content and not dest.with_name("train.json.part").exists()
 
 
+def test_a_complete_partial_file_is_verified_without_a_request(tmp_path):
+    content = b"all of it\n"
+    dest = tmp_path / "f.txt"
+    dest.with_name("f.txt.part").write_bytes(content)
+    unreachable = "http://127.0.0.1:9/f.txt"
+    assert download(unreachable, dest, hashlib.sha256(content).hexdigest(), len(content), progress=False) == len(content)
+    assert dest.read_bytes() == content
+
+
 def test_an_interrupted_fetch_keeps_the_verified_files(mirror, tmp_path):
     dev = mirror / REPO / COMMIT / "datasets" / "dev.json"
     kept = dev.read_bytes()

@@ -165,16 +165,17 @@ def download(url: str, dest: Path, sha256: str, size: int | None = None, progres
     if size is not None and offset > size:
         part.unlink()
         offset = 0
-    stream, resumed = _open(url, offset)
-    if not resumed:
-        offset = 0
-    with stream, open(part, "ab" if resumed else "wb") as out, tqdm(
-        total=size, initial=offset, unit="B", unit_scale=True, unit_divisor=1024, desc=dest.name,
-        disable=not progress, leave=False,
-    ) as bar:
-        for chunk in iter(lambda: stream.read(_CHUNK), b""):
-            out.write(chunk)
-            bar.update(len(chunk))
+    if size is None or offset < size:  # a complete partial file needs no request (a server would answer 416)
+        stream, resumed = _open(url, offset)
+        if not resumed:
+            offset = 0
+        with stream, open(part, "ab" if resumed else "wb") as out, tqdm(
+            total=size, initial=offset, unit="B", unit_scale=True, unit_divisor=1024, desc=dest.name,
+            disable=not progress, leave=False,
+        ) as bar:
+            for chunk in iter(lambda: stream.read(_CHUNK), b""):
+                out.write(chunk)
+                bar.update(len(chunk))
     got = sha256_file(part)
     if got != sha256:
         part.unlink()
