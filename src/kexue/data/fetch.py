@@ -10,8 +10,10 @@ layout named by ``KEXUE_DATA_MIRROR``), its size and its sha256. A download
   ``<cache>/data/<data set>`` in one rename once every file is verified, so a reader never sees
   half a data set.
 
-Two small label files of FewCLUE are derived by kexue (``"embedded": true``): they are copied from
-the package's samples, where they ship in full. Data sets that were derived by kexue's curators
+Three small FewCLUE label files are kexue's own (``"embedded": true``): the csldcp and iflytek label
+tables derived from FewCLUE's label dictionaries, and tnews' label file, whose keys are clean here
+while the upstream copy we could inspect (FewCLUE at 451fe18) spells three of them ``" label_zh"``.
+They are copied from the package's samples, where they ship in full. Data sets that were derived by kexue's curators
 (``corpus_zh``, ``corpus_zh_modern``) have no upstream file to fetch; ``kexue data list`` says so.
 
 Example:
