@@ -41,11 +41,11 @@ def test_reproduce_data_audit_writes_result_json(tmp_path, capsys):
     assert str(tmp_path / "data-audit" / "report.md") in capsys.readouterr().out
 
 
-def test_reproduce_without_data_is_a_clear_line_not_a_crash(tmp_path, capsys, monkeypatch):
-    monkeypatch.setenv("KEXUE_DATA", str(tmp_path / "nowhere"))
-    assert main(["reproduce", "data-audit", "--quick", "--out", str(tmp_path)]) == 0
+def test_reproduce_without_its_data_is_a_clear_line_not_a_crash(tmp_path, capsys):
+    (tmp_path / "empty").mkdir()  # an explicit root is used alone: no fallback to other data
+    assert main(["reproduce", "kbqa", "--quick", "--out", str(tmp_path / "out"), "--data", str(tmp_path / "empty")]) == 1
     assert "no-data" in capsys.readouterr().out
-    assert "No data found" in (tmp_path / "data-audit" / "report.md").read_text()
+    assert "No data found" in (tmp_path / "out" / "kbqa" / "report.md").read_text()
 
 
 def test_unknown_experiment_is_a_usage_error(capsys):

@@ -1,10 +1,10 @@
-"""Generic line readers, errors and data-root resolution (kexue.data.readers, kexue.data.root)."""
+"""Generic line readers and their errors (kexue.data.readers); the data root is in test_data_root.py."""
 
 from pathlib import Path
 
 import pytest
 
-from kexue.data import DataFormatError, DataNotFoundError, KexueDataError, read_jsonl, read_tsv, resolve_data_root
+from kexue.data import DataFormatError, DataNotFoundError, KexueDataError, read_jsonl, read_tsv
 from kexue.data.readers import RecordError, iter_lines, require
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -73,46 +73,3 @@ def test_builder_record_error_gets_the_location(tmp_path):
 
     with pytest.raises(DataFormatError, match=r"t\.tsv:2: bad label 'x'"):
         list(read_tsv(_write(tmp_path, "t.tsv", b"\na\tb\n"), build, fields=2))
-
-
-class TestDataRoot:
-    def test_explicit_beats_environment(self, tmp_path, monkeypatch):
-        (tmp_path / "explicit").mkdir()
-        (tmp_path / "env").mkdir()
-        monkeypatch.setenv("KEXUE_DATA", str(tmp_path / "env"))
-        assert resolve_data_root(tmp_path / "explicit") == tmp_path / "explicit"
-        assert resolve_data_root() == tmp_path / "env"
-
-    def test_environment_beats_default(self, tmp_path, monkeypatch):
-        (tmp_path / "shared" / "data").mkdir(parents=True)
-        (tmp_path / "env").mkdir()
-        (tmp_path / "main").mkdir()
-        monkeypatch.chdir(tmp_path / "main")
-        monkeypatch.setenv("KEXUE_DATA", str(tmp_path / "env"))
-        assert resolve_data_root() == tmp_path / "env"
-        monkeypatch.delenv("KEXUE_DATA")
-        assert resolve_data_root() == Path("../shared/data")
-
-    def test_named_directory_that_does_not_exist_is_an_error(self, tmp_path, monkeypatch):
-        monkeypatch.setenv("KEXUE_DATA", str(tmp_path / "gone"))
-        with pytest.raises(DataNotFoundError, match=r"gone \(from KEXUE_DATA\) does not exist.*--data DIR.*KEXUE_DATA=DIR"):
-            resolve_data_root()
-        with pytest.raises(DataNotFoundError, match=r"from --data"):
-            resolve_data_root(tmp_path / "gone")
-
-    def test_no_default_found_tells_how_to_point_at_data(self, tmp_path, monkeypatch):
-        monkeypatch.delenv("KEXUE_DATA", raising=False)
-        monkeypatch.chdir(tmp_path)
-        monkeypatch.setattr("kexue.data.root._default_candidates", lambda: [Path("../shared/data")])
-        with pytest.raises(DataNotFoundError, match=r"no data directory found.*`--data DIR` or `KEXUE_DATA=DIR`"):
-            resolve_data_root()
-
-    def test_falls_back_to_the_repository_location(self, tmp_path, monkeypatch):
-        monkeypatch.delenv("KEXUE_DATA", raising=False)
-        monkeypatch.chdir(tmp_path)  # no ../shared/data from here
-        repo_data = tmp_path / "work" / "shared" / "data"
-        repo_data.mkdir(parents=True)
-        package = tmp_path / "work" / "main" / "src" / "kexue" / "data"
-        package.mkdir(parents=True)
-        monkeypatch.setattr("kexue.data.root.__file__", str(package / "root.py"))
-        assert resolve_data_root() == repo_data.resolve()

@@ -10,14 +10,18 @@ from kexue.env import environment
 
 
 def collect_info(data_dir: Path | None = None) -> dict[str, Any]:
-    """Versions, threads, the data root (found or not, with the datasets in it) and available models."""
+    """Versions, threads, the data root and which folder serves each data set, and available models."""
     from kexue.bench import benchmark_registry
-    from kexue.data.root import DataNotFoundError, resolve_data_root
+    from kexue.data.fetch import dataset_names
+    from kexue.data.root import DataNotFoundError, data_origin, resolve_data_root
     from kexue.experiments import registry
 
     try:
         root = resolve_data_root(data_dir)
-        data = {"root": str(root), "found": True, "datasets": sorted(p.name for p in root.iterdir() if p.is_dir())}
+        found = {name: data_origin(root, name) for name in dataset_names()}
+        data = {"root": str(root), "found": True,
+                "datasets": {name: {"origin": where[0], "path": str(where[1])} if where else None
+                             for name, where in found.items()}}
     except DataNotFoundError as exc:
         data = {"root": None, "found": False, "message": str(exc)}
     return {
@@ -38,7 +42,9 @@ def format_info(info: dict[str, Any]) -> str:
     ]
     data = info["data"]
     if data["found"]:
-        lines.append(f"data root: {data['root']} ({', '.join(data['datasets'])})")
+        lines.append(f"data root: {data['root']}")
+        for name, where in data["datasets"].items():
+            lines.append(f"  {name:18s} {where['origin'] + ': ' + where['path'] if where else 'not found'}")
     else:
         lines.append(f"data root: not found. {data['message']}")
     for name, path in info["models"].items():
