@@ -233,7 +233,7 @@ def test_cli_resume_continues_from_the_checkpoint(tmp_path, monkeypatch, capsys)
         assert torch.allclose(value, weights[name], atol=1e-6), name
     # eval-only recomputes the logged eval numbers of a checkpoint exactly
     capsys.readouterr()
-    assert main(cli(tmp_path / "cut", "--nsp", "--unilm", "0.3", "--eval-only", "--checkpoint",
+    assert main(cli(tmp_path / "cut", "--nsp", "--unilm", "0.3", "--eval-only", "--model",
                     str(tmp_path / "cut" / "checkpoints" / "step-00000020"))) == 0
     recomputed = json.loads(capsys.readouterr().out)["eval"]
     logged = records(tmp_path / "cut", "eval")[-1]
@@ -243,7 +243,7 @@ def test_cli_resume_continues_from_the_checkpoint(tmp_path, monkeypatch, capsys)
 @pytest.mark.parametrize("extra, message", [
     (("--config", "{oops"), "`--config`"),
     (("--mlm-prob", "1.5"), "`--mlm-prob`"),
-    (("--eval-only",), "`--eval-only` needs `--checkpoint"),
+    (("--eval-only",), "`--eval-only` needs `--model"),
 ])
 def test_cli_errors_name_the_argument(tmp_path, capsys, extra, message):
     assert main(cli(tmp_path / "run", "--max-steps", "1", *extra)) == 2

@@ -61,8 +61,8 @@ def _configure(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
                        help="start from this save_pretrained folder's weights (same config) instead of a random init")
     model.add_argument("--position", choices=("rope", "absolute"), default=None, help="overrides the config")
     task = parser.add_argument_group("objectives")
-    task.add_argument("--seq-len", type=int, default=128)
-    task.add_argument("--mlm-prob", type=float, default=0.15)
+    task.add_argument("--seq-len", type=int, default=128, help="tokens per sequence, [CLS] and [SEP]s included")
+    task.add_argument("--mlm-prob", type=float, default=0.15, help="share of tokens masked (80/10/10 [MASK]/random/kept)")
     task.add_argument("--wwm", action="store_true", help="whole-word masking (Chinese words cut by jieba)")
     task.add_argument("--nsp", action="store_true", help="add next-sentence prediction (50%% random B)")
     task.add_argument("--unilm", type=float, nargs="?", const=0.5, default=0.0, metavar="FRACTION",
@@ -71,25 +71,25 @@ def _configure(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     train.add_argument("--out", required=True, help="output directory")
     train.add_argument("--batch-size", type=int, default=64, help="global batch, split over the processes")
     train.add_argument("--grad-accumulation", type=int, default=1, help="micro-batches per process and update")
-    train.add_argument("--lr", type=float, default=5e-4)
+    train.add_argument("--lr", type=float, default=5e-4, help="peak learning rate (AdamW)")
     train.add_argument("--warmup", type=int, default=None, help="warm-up steps (default: 6%% of --max-steps)")
-    train.add_argument("--decay", choices=("linear", "cosine"), default="linear")
-    train.add_argument("--weight-decay", type=float, default=0.01)
+    train.add_argument("--decay", choices=("linear", "cosine"), default="linear", help="learning-rate decay to 0 at --max-steps")
+    train.add_argument("--weight-decay", type=float, default=0.01, help="AdamW weight decay (not on biases and norms)")
     train.add_argument("--max-steps", type=int, default=10000, help="also the length of the lr schedule")
     train.add_argument("--max-minutes", type=float, default=None, help="stop (with a checkpoint) after this long")
-    train.add_argument("--eval-every", type=int, default=500)
-    train.add_argument("--save-every", type=int, default=500)
-    train.add_argument("--log-every", type=int, default=10)
+    train.add_argument("--eval-every", type=int, default=500, help="evaluate on the held-out slice every this many steps")
+    train.add_argument("--save-every", type=int, default=500, help="write a resumable checkpoint every this many steps")
+    train.add_argument("--log-every", type=int, default=10, help="log training metrics every this many steps")
     train.add_argument("--bf16", action="store_true", help="bf16 autocast (slower on AVX2 CPUs)")
     train.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in --out")
     train.add_argument("--resume-override", action="append", default=[], metavar="NAME",
                        help="on --resume, accept a changed setting (e.g. learning_rate, settings.batch_size); "
                             "recorded in the checkpoints' config.json")
-    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--seed", type=int, default=0, help="seed of initialisation, data order, masks and NSP pairs")
     train.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     train.add_argument("--no-progress", action="store_true", help="no tqdm bar")
-    parser.add_argument("--eval-only", action="store_true", help="only evaluate --checkpoint on the held-out slice")
-    parser.add_argument("--checkpoint", default=None, help="a checkpoints/step-* or save_pretrained folder")
+    parser.add_argument("--eval-only", action="store_true", help="only evaluate --model on the held-out slice")
+    parser.add_argument("--model", default=None, help="with --eval-only: a checkpoints/step-* or save_pretrained folder")
     parser.add_argument("--export-fp16", action="store_true", help="store the exported weights as fp16")
     parser.set_defaults(func=command)
     return parser
@@ -145,8 +145,8 @@ def _validate(args) -> None:
     for name, value, ok in checks:
         if not ok:
             raise ValueError(f"`{name}` is out of range: {value}")
-    if args.eval_only and not args.checkpoint:
-        raise ValueError("`--eval-only` needs `--checkpoint DIR`")
+    if args.eval_only and not args.model:
+        raise ValueError("`--eval-only` needs `--model DIR`")
 
 
 def _prepare_data(args, tokenizer):
@@ -258,8 +258,8 @@ def run(args) -> dict:
     train, eval_batches = _prepare_data(args, tokenizer)
     out = Path(args.out)
     if args.eval_only:
-        model = _load_for_eval(Path(args.checkpoint))
-        return {"checkpoint": str(args.checkpoint), "eval": evaluate_pretraining(model, eval_batches)}
+        model = _load_for_eval(Path(args.model))
+        return {"model": str(args.model), "eval": evaluate_pretraining(model, eval_batches)}
     model_config = _model_config(args, len(tokenizer))
     config = _training_config(args)
     if args.resume:
