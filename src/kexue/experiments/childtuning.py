@@ -208,14 +208,14 @@ def _study_claims(task: str, summary: dict, reserve_ps: tuple[float, ...]) -> li
                 f"{task}-{size}-d-beats-vanilla-p{p}",
                 f"{task} {size}: ChildTuning-D (p={p}) mean dev accuracy >= vanilla AdamW's "
                 f"(measured: D minus vanilla; vanilla {vanilla['mean']:.4f})",
-                d["mean"] - vanilla["mean"], 0.0))
+                d["mean"] - vanilla["mean"], 0.0, needs_training=True))
             pooled = math.sqrt((f["std"] ** 2 + scaled["std"] ** 2) / 2)
             claims.append(Claim.check(
                 f"{task}-{size}-f-like-scaled-lr-p{p}",
                 f"{task} {size}: ChildTuning-F (p={p}) behaves like AdamW with lr × √p: "
                 f"|mean difference| within one (pooled) std",
                 f"<= {pooled:.4f}", round(abs(f["mean"] - scaled["mean"]), 4),
-                f["n"] > 1 and abs(f["mean"] - scaled["mean"]) <= pooled))
+                f["n"] > 1 and abs(f["mean"] - scaled["mean"]) <= pooled, needs_training=True))
     return claims
 
 

@@ -200,13 +200,13 @@ def _accuracy_claims(accuracy: dict[str, dict[int, float]]) -> list[Claim]:
     return [
         Claim.at_most("n64-accuracies-within-2-points",
                       "at the training length n = 64 the two models' MLM accuracies are within 2 points "
-                      "(measured: |E − O|, points; post: 0.16)", round(abs(invariant[64] - standard[64]), 2), 2.0),
+                      "(measured: |E − O|, points; post: 0.16)", round(abs(invariant[64] - standard[64]), 2), 2.0, needs_training=True),
         Claim.at_least("n256-entropy-invariant-ahead-5-points",
                        "at n = 256 the entropy-invariant model is ahead by at least 5 points "
-                       "(measured: E − O, points; post: +11.02)", round(invariant[256] - standard[256], 2), 5.0),
+                       "(measured: E − O, points; post: +11.02)", round(invariant[256] - standard[256], 2), 5.0, needs_training=True),
         Claim.check("inference-only-recovers-at-256",
                     "inference_only:64 on the standard model (no retraining) raises its n = 256 accuracy "
-                    "(measured: gain in points)", "> 0", round(recovered, 2), recovered > 0),
+                    "(measured: gain in points)", "> 0", round(recovered, 2), recovered > 0, needs_training=True),
     ]
 
 
@@ -216,7 +216,7 @@ def _entropy_claim(entropy: dict[str, dict[int, list[list[float]]]]) -> tuple[Cl
     ratio = change["entropy_invariant"] / change["standard"] if change["standard"] else float("nan")
     claim = Claim.at_most("entropy-moves-less",
                           f"mean attention entropy moves much less with n for the entropy-invariant model: "
-                          f"ΔH(n={min(LENGTHS)}→{max(LENGTHS)}) ratio E/O", round(ratio, 3), 0.5)
+                          f"ΔH(n={min(LENGTHS)}→{max(LENGTHS)}) ratio E/O", round(ratio, 3), 0.5, needs_training=True)
     return claim, change
 
 
