@@ -19,7 +19,7 @@ The command line is ``kexue zeroshot`` (:mod:`~kexue.zero_shot.cli`).
 """
 
 from kexue.zero_shot.classifier import CONTENT_FREE, NSPZeroShotClassifier, PETZeroShotClassifier
-from kexue.zero_shot.coherence import coherence_auc, split_sentences
+from kexue.zero_shot.coherence import coherence_auc, format_coherence, split_sentences
 from kexue.zero_shot.encoding import EncodedPair, PairEncoder, bucket_batches
 from kexue.zero_shot.fewclue import PAPER_ZERO_SHOT, TASKS, FewCLUETask
 from kexue.zero_shot.mapping import SamplesContrast, candidates_contrast, uniform_prior_assignment
@@ -33,6 +33,6 @@ __all__ = [
     "NSPZeroShotClassifier", "PETZeroShotClassifier", "CONTENT_FREE", "MLMScorer",
     "SamplesContrast", "candidates_contrast", "uniform_prior_assignment",
     "EncodedPair", "PairEncoder", "bucket_batches", "expand_template", "slot_and_words",
-    "coherence_auc", "split_sentences",
+    "coherence_auc", "format_coherence", "split_sentences",
     "FewCLUETask", "TASKS", "PAPER_ZERO_SHOT", "TaskResult", "evaluate_task", "evaluate_fewclue", "format_results",
 ]

@@ -35,11 +35,13 @@ from typing import Any
 import numpy as np
 from torch import nn
 
-from kexue.data import FEWCLUE_TASKS, read_fewclue
+from kexue.data import FEWCLUE_TASKS
 from kexue.zero_shot.fewclue import CHID_BLANK
+from kexue.zero_shot.runner import read_split
 from kexue.zero_shot.scorer import NSPScorer
 
-__all__ = ["coherence_auc", "split_sentences", "coherence_pairs", "auc", "NEGATIVE_KINDS", "MIN_SENTENCE_CHARS"]
+__all__ = ["coherence_auc", "format_coherence", "split_sentences", "coherence_pairs", "auc", "NEGATIVE_KINDS",
+           "MIN_SENTENCE_CHARS"]
 
 NEGATIVE_KINDS = ("other_source", "same_source", "swapped")
 MIN_SENTENCE_CHARS = 4  # shorter pieces ("好。", "哈哈！") carry no content to continue
@@ -67,7 +69,7 @@ def _adjacent_pairs(text: str) -> list[tuple[str, str]]:
 def _task_texts(task: str, split: str, root: str | Path | None) -> list[str]:
     """Distinct texts of a task's split in file order; ChID's blank is filled with its answer."""
     texts: dict[str, None] = {}
-    for record in read_fewclue(task, split, root):
+    for record in read_split(task, split, root):
         for text in record.texts():
             if task == "chid":
                 text = text.replace(CHID_BLANK, record.candidates[record.answer])
@@ -165,7 +167,7 @@ def coherence_auc(model_or_path: str | Path | NSPScorer | nn.Module, data_root: 
         seed: the draw of anchors, negatives and bootstrap resamples.
         tasks: the FewCLUE tasks used as sources (those without two adjacent sentences drop out:
             bustm and ocnli have one-sentence texts).
-        split: the FewCLUE split whose texts are used.
+        split: the FewCLUE split whose texts are used (a name present in every task's folder).
         tokenizer: the tokenizer, when ``model_or_path`` is a bare model.
         max_length: tokens per pair.
 
@@ -210,3 +212,17 @@ def coherence_auc(model_or_path: str | Path | NSPScorer | nn.Module, data_root: 
         "range": {kind: [min(p[kind] for p in per_task.values() if kind in p),
                          max(p[kind] for p in per_task.values() if kind in p)] for kind in kinds},
     }
+
+
+def format_coherence(result: dict[str, Any]) -> str:
+    """A Markdown table of :func:`coherence_auc`'s result: one row per task and the pooled row."""
+    kinds = list(result["auc"])
+    header = "| task | anchors | " + " | ".join(f"AUC vs {kind.replace('_', ' ')}" for kind in kinds) + " |"
+    lines = [header, "|---" * (len(kinds) + 2) + "|"]
+    for task, values in result["per_task"].items():
+        cells = " | ".join(f"{values[kind]:.3f}" if kind in values else "-" for kind in kinds)
+        lines.append(f"| {task} | {result['anchors'][task]} | {cells} |")
+    pooled = " | ".join(f"**{result['auc'][kind]:.3f}** [{result['interval'][kind][0]:.3f}, "
+                        f"{result['interval'][kind][1]:.3f}]" for kind in kinds)
+    lines.append(f"| all (pooled, 95% CI) | {sum(result['anchors'].values())} | {pooled} |")
+    return "\n".join(lines)
