@@ -14,6 +14,8 @@ random), and three negatives:
 - ``same_source``: ``(A, C)`` with C a random sentence of another text of the same task;
 - ``swapped``: ``(B, A)``, the right sentences in the wrong order (ALBERT's sentence-order task).
 
+C is never a sentence of the anchor's own text (texts may repeat a sentence).
+
 For each kind the score is P(IsNext) and the figure is the ROC AUC of true pairs against those
 negatives, computed as the Mann–Whitney statistic ``AUC = U / (n_pos · n_neg)`` (scipy; ties
 count one half), the probability that a random true pair outscores a random negative: 0.5 is
@@ -83,7 +85,8 @@ def coherence_pairs(texts_by_source: dict[str, Sequence[str]], n: int, seed: int
     Args:
         texts_by_source: source name -> its texts.
         n: at most this many anchors per source (texts drawn without replacement).
-        seed: the draw; each source draws from its own generator, so adding a source changes no other.
+        seed: the draw; each source draws from its own generators, so adding or removing a source
+            changes only the other-source negatives.
 
     Returns:
         source -> ``{"true": [(A, B)], "other_source": [(A, C)], "same_source": [(A, C)],
@@ -97,26 +100,31 @@ def coherence_pairs(texts_by_source: dict[str, Sequence[str]], n: int, seed: int
     out = {}
     for source, texts in texts_by_source.items():
         rng = random.Random(f"{seed}:{source}")
+        rng_other = random.Random(f"{seed}:{source}:other")  # so the other sources change no other draw
         usable = [(index, pairs) for index, pairs in ((i, _adjacent_pairs(t)) for i, t in enumerate(texts)) if pairs]
         others = [other for other in texts_by_source if other != source and sentences[other]]
         kinds: dict[str, list] = {"true": [], **{kind: [] for kind in NEGATIVE_KINDS}}
         for index, pairs in rng.sample(usable, min(n, len(usable))):
-            same = [sentence for owner, sentence in sentences[source] if owner != index]
-            if not same:
+            home = set(split_sentences(texts[index]))  # a negative must not be a sentence of the anchor's text
+            same = [sentence for owner, sentence in sentences[source] if owner != index and sentence not in home]
+            other = [s for _, s in sentences[rng_other.choice(others)] if s not in home] if others else []
+            if not same or (others and not other):
                 continue
             a, b = rng.choice(pairs)
             kinds["true"].append((a, b))
             kinds["same_source"].append((a, rng.choice(same)))
             kinds["swapped"].append((b, a))
             if others:
-                kinds["other_source"].append((a, rng.choice(sentences[rng.choice(others)])[1]))
+                kinds["other_source"].append((a, rng_other.choice(other)))
         if kinds["true"]:
             out[source] = kinds
     return out
 
 
-def auc(positive: Sequence[float] | np.ndarray, negative: Sequence[float] | np.ndarray) -> float:
+def auc(positive: Sequence[float] | np.ndarray, negative: Sequence[float] | np.ndarray) -> float | np.ndarray:
     """ROC AUC of ``positive`` against ``negative`` scores: ``U / (n_pos · n_neg)`` (Mann–Whitney).
+
+    2-D inputs give one AUC per row (the bootstrap's resamples in one call).
 
     Example:
         >>> auc([0.9, 0.8, 0.4], [0.5, 0.1])
@@ -125,19 +133,18 @@ def auc(positive: Sequence[float] | np.ndarray, negative: Sequence[float] | np.n
     from scipy.stats import mannwhitneyu
 
     positive, negative = np.asarray(positive, dtype=np.float64), np.asarray(negative, dtype=np.float64)
-    if not len(positive) or not len(negative):
-        raise ValueError(f"AUC needs scores on both sides, got {len(positive)} positive and {len(negative)} negative")
-    return float(mannwhitneyu(positive, negative, alternative="two-sided").statistic / (len(positive) * len(negative)))
+    if not positive.shape[-1] or not negative.shape[-1]:
+        raise ValueError(f"AUC needs scores on both sides, got {positive.shape[-1]} positive and "
+                         f"{negative.shape[-1]} negative")
+    u = mannwhitneyu(positive, negative, alternative="two-sided", method="asymptotic", axis=-1).statistic
+    values = u / (positive.shape[-1] * negative.shape[-1])
+    return float(values) if positive.ndim == 1 else values
 
 
 def _bootstrap_interval(positive: np.ndarray, negative: np.ndarray, seed: int) -> tuple[float, float]:
     """95% percentile bootstrap of the AUC over anchors (aligned true/negative scores resampled together)."""
-    rng = np.random.default_rng(seed)
-    values = []
-    for _ in range(BOOTSTRAP_RESAMPLES):
-        rows = rng.integers(0, len(positive), len(positive))
-        values.append(auc(positive[rows], negative[rows]))
-    low, high = np.percentile(values, [2.5, 97.5])
+    rows = np.random.default_rng(seed).integers(0, len(positive), (BOOTSTRAP_RESAMPLES, len(positive)))
+    low, high = np.percentile(auc(positive[rows], negative[rows]), [2.5, 97.5])
     return float(low), float(high)
 
 
