@@ -112,7 +112,7 @@ def _run_reproduce(args: argparse.Namespace) -> int:
     if args.name not in experiments:
         raise UsageError(f"unknown experiment {args.name!r}; choose from: all, {', '.join(experiments)}")
     result = run_experiment(args.name, args.out, **options)
-    print(f"{result.experiment}: {result.status}, {result.claims_held} claims held, {result.claims_failed} failed")
+    print(f"{result.experiment}: {result.status}, claims {result.claim_counts()}")
     print((Path(args.out) / args.name / "report.md").resolve())
     return 1 if result.status == "error" else 0
 
