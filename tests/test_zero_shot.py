@@ -313,8 +313,14 @@ def test_cli_and_quick_experiment_on_fixtures(tmp_path, tiny_checkpoint, capsys,
     monkeypatch.setenv("KEXUE_SMALL_ZH", str(tiny_checkpoint))
     result = run_experiment("nsp-zeroshot", tmp_path / "out", quick=True, data_dir=root)
     assert result.status == "ok", result.error
-    assert [claim["id"] for claim in result.claims] == ["nsp-beats-majority-eprstmt", "nsp-beats-majority-tnews",
-                                                        "nsp-beats-pet-average"]
+    claims = {claim["id"]: claim for claim in result.claims}
+    assert list(claims) == ["nsp-beats-pet-zero-shot", "nsp-beats-majority", "nsp-head-judges-coherence"]
+    assert claims["nsp-beats-pet-zero-shot"]["source"] == "post" and claims["nsp-beats-pet-zero-shot"]["quote"]
+    for name in ("nsp-beats-pet-zero-shot", "nsp-beats-majority"):  # fixture texts are one sentence: AUC unmeasured
+        assert claims[name]["verdict"] == "inconclusive" and "precondition not met" in claims[name]["reason"]
+        assert claims[name]["interval"]["method"] == "paired bootstrap BCa"
+    assert claims["nsp-head-judges-coherence"]["verdict"] == "inconclusive"
+    assert set(result.metrics["weights_sha256"]) == {"model.safetensors"}
     assert (tmp_path / "out" / "nsp-zeroshot" / "fewclue_zero_shot.png").stat().st_size > 0
 
 
@@ -407,3 +413,20 @@ def test_every_zeroshot_option_has_help():
                if not isinstance(action, argparse._HelpAction) and action.dest != "help" and not action.help
                and where]
     assert not missing, missing
+
+
+def test_nine_task_average_difference_weighs_tasks_equally():
+    from kexue.experiments.nsp_zeroshot import _macro
+    from kexue.zero_shot.runner import TaskResult
+
+    rng = torch.Generator().manual_seed(0)
+    results = []
+    for task, size in (("eprstmt", 10), ("tnews", 200), ("csl", 40)):
+        nsp, pet = (torch.rand(size, generator=rng) < 0.6).tolist(), (torch.rand(size, generator=rng) < 0.4).tolist()
+        results.append(TaskResult(task, "single", "candidates", "dev", size, 0.5, correct={"nsp": nsp, "pet": pet}))
+    by_task = [sum(r.correct["nsp"]) / r.examples - sum(r.correct["pet"]) / r.examples for r in results]
+    difference, interval = _macro(results, "nsp", "pet")
+    assert difference == pytest.approx(sum(by_task) / 3, abs=1e-12)
+    assert interval.low < difference < interval.high and interval.n == 250
+    accuracy, _ = _macro(results, "nsp")
+    assert accuracy == pytest.approx(sum(sum(r.correct["nsp"]) / r.examples for r in results) / 3, abs=1e-12)

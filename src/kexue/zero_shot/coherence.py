@@ -42,7 +42,7 @@ from kexue.zero_shot.fewclue import CHID_BLANK
 from kexue.zero_shot.runner import read_split
 from kexue.zero_shot.scorer import NSPScorer
 
-__all__ = ["coherence_auc", "format_coherence", "split_sentences", "coherence_pairs", "auc", "NEGATIVE_KINDS",
+__all__ = ["coherence_auc", "format_coherence", "NoSentencePairsError", "split_sentences", "coherence_pairs", "auc", "NEGATIVE_KINDS",
            "MIN_SENTENCE_CHARS"]
 
 NEGATIVE_KINDS = ("other_source", "same_source", "swapped")
@@ -50,6 +50,10 @@ MIN_SENTENCE_CHARS = 4  # shorter pieces ("好。", "哈哈！") carry no conten
 BOOTSTRAP_RESAMPLES = 1000
 # A sentence ends at 。！？；… (or their ASCII forms), closing quotes and brackets included.
 _SENTENCE = re.compile(r"[^。！？!?；;…]+(?:[。！？!?；;…]+[”’」』）)]*|$)")
+
+
+class NoSentencePairsError(ValueError):
+    """No text of the chosen tasks and split has two adjacent sentences to pair."""
 
 
 def split_sentences(text: str) -> list[str]:
@@ -186,7 +190,7 @@ def coherence_auc(model_or_path: str | Path | NSPScorer | nn.Module, data_root: 
         ``same_source``, ``swapped``.
 
     Raises:
-        ValueError: ``n`` < 1, an unknown task, or no task with a usable text.
+        ValueError: ``n`` < 1 or an unknown task. NoSentencePairsError (a ValueError): no usable text.
         NoNSPHeadError: the model has no NSP head.
     """
     unknown = [task for task in tasks if task not in FEWCLUE_TASKS]
@@ -195,7 +199,8 @@ def coherence_auc(model_or_path: str | Path | NSPScorer | nn.Module, data_root: 
     scorer, name = _scorer(model_or_path, tokenizer, max_length)
     pairs = coherence_pairs({task: _task_texts(task, split, data_root) for task in tasks}, n, seed)
     if not pairs:
-        raise ValueError(f"no text of {list(tasks)} ({split}) has two adjacent sentences")
+        raise NoSentencePairsError(f"no text of {list(tasks)} ({split}) has two adjacent sentences "
+                                   f"of at least {MIN_SENTENCE_CHARS} characters")
     flat = [(task, kind, pair) for task, kinds in pairs.items() for kind, items in kinds.items() for pair in items]
     scores = scorer.score([pair for _, _, pair in flat]).double().numpy()
     by = {}
