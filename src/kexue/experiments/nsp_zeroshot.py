@@ -54,6 +54,7 @@ from kexue.zero_shot.fewclue import PAPER_BASELINES, PAPER_ZERO_SHOT
 logger = logging.getLogger(__name__)
 
 PAPER_MODEL = "UER mixed-corpus BERT-base: 12 layers, hidden 768, about 102 M parameters"
+PAPER_PARAMETERS = 102_000_000
 SAME_SOURCE_AUC_FLOOR = 0.70  # see the module docstring
 BASELINES = ("majority", "pet")
 
@@ -212,9 +213,11 @@ def _coherence_table(coherence: dict[str, Any]) -> list[dict[str, Any]]:
 
 def _notes(plan: Plan, path: Path, parameters: int, sha256: dict[str, str]) -> list[str]:
     return [
-        f"Model: {path} ({parameters:,} parameters; sha256 {sha256}); the paper's: {PAPER_MODEL}. The paper reports "
+        f"Model: {path} ({parameters:,} parameters; sha256 "
+        + ", ".join(f"{name} {digest}" for name, digest in sha256.items())
+        + f"); the paper's: {PAPER_MODEL}, about {PAPER_PARAMETERS / parameters:.0f} times larger. The paper reports "
         "FewCLUE test_public; we report dev (test sets are not used for model choices here), so the columns are not "
-        "the same sample, and the paper's model is about 12 times larger.",
+        "the same sample.",
         f"Split {plan.split}" + (f"; evenly spaced subsets: {plan.limits}" if plan.limits else "") + ".",
         "Samples-contrast tasks (OCNLI, BUSTM, CSL, CLUEWSC): 'NSP' applies thresholds fitted on the paired train "
         "split's scores (texts only, no labels), one sample at a time; 'NSP transductive' ranks the evaluated split "
