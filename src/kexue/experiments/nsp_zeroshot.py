@@ -242,6 +242,8 @@ def run(ctx: Context) -> Outcome:
     sha256 = _weights_sha256(path)
     nsp, mlm = NSPScorer.from_pretrained(path, progress=True), MLMScorer.from_pretrained(path, progress=True)
     coherence = _coherence(nsp, ctx, plan)
+    if coherence is not None:
+        logger.info("coherence AUC %s, 95%% intervals %s", coherence["auc"], coherence["interval"])
     results = []
     for task in FEWCLUE_TASKS:
         results.append(evaluate_task(task, nsp, mlm, split=plan.split, root=ctx.data_root, limit=plan.limits.get(task)))
