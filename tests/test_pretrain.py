@@ -15,6 +15,8 @@ from kexue.models import Transformer, TransformerConfig
 from kexue.pretrain import (IGNORE_INDEX, PretrainBatches, SpecialIds, evaluate_pretraining, mask_tokens,
                             pack_segments, read_documents, split_eval_documents, split_sentences, tokenize_corpus)
 from kexue.pretrain.cli import main
+from kexue.training import load_model_state
+from kexue.training.checkpoint import load_trainer_state
 
 FIXTURES = Path(__file__).parent / "fixtures" / "pretrain"
 CORPUS, VOCAB = FIXTURES / "corpus.jsonl", FIXTURES / "vocab.txt"
@@ -126,10 +128,10 @@ def test_nsp_pairs_are_half_random_with_right_labels(corpus, tokenizer):
                 for row, label in zip(original, batch["nsp_labels"].tolist()):
                     seps = np.flatnonzero(row == special.sep)
                     a, b = row[1:seps[0]], row[seps[0] + 1:seps[1]]
-                    joined = _find(corpus.tokens, np.concatenate([a, b]))
-                    assert bool(joined) == (label == 0)  # IsNext: B continues A in the corpus
-                    checked += 1
-    assert abs(np.mean(labels) - 0.5) < 0.05 and checked > 50
+                    if label == 0:  # IsNext: B continues A in the corpus (NotNext kinds: test_pretrain_nsp.py)
+                        assert _find(corpus.tokens, np.concatenate([a, b]))
+                        checked += 1
+    assert abs(np.mean(labels) - 0.5) < 0.05 and checked > 25
 
 
 def test_unilm_batch_segments_and_shifted_targets(corpus, tokenizer):
@@ -221,13 +223,13 @@ def test_cli_resume_continues_from_the_checkpoint(tmp_path, monkeypatch, capsys)
     monkeypatch.setattr(task, "pretraining_loss", original)
     assert main(cli(tmp_path / "cut", *common, "--resume")) == 0
     assert json.loads((tmp_path / "cut" / "summary.json").read_text())["steps_this_run"] == 10
-    full = torch.load(tmp_path / "full" / "checkpoints" / "step-00000020" / "training_state.pt", weights_only=False)
-    cut = torch.load(tmp_path / "cut" / "checkpoints" / "step-00000020" / "training_state.pt", weights_only=False)
-    assert full["step"] == cut["step"] == 20
-    for key, state in full["optimizer"]["state"].items():
-        assert torch.equal(state["exp_avg"], cut["optimizer"]["state"][key]["exp_avg"])
-    weights = torch.load(tmp_path / "full" / "checkpoints" / "step-00000020" / "model.pt")
-    for name, value in torch.load(tmp_path / "cut" / "checkpoints" / "step-00000020" / "model.pt").items():
+    full, cut = (tmp_path / name / "checkpoints" / "step-00000020" for name in ("full", "cut"))
+    assert load_trainer_state(full)["step"] == load_trainer_state(cut)["step"] == 20
+    full_optimizer, cut_optimizer = (torch.load(path / "optimizer.bin", weights_only=False)["state"] for path in (full, cut))
+    for key, state in full_optimizer.items():
+        assert torch.equal(state["exp_avg"], cut_optimizer[key]["exp_avg"])
+    weights = load_model_state(full)
+    for name, value in load_model_state(cut).items():
         assert torch.allclose(value, weights[name], atol=1e-6), name
     # eval-only recomputes the logged eval numbers of a checkpoint exactly
     capsys.readouterr()
@@ -255,3 +257,20 @@ def test_cli_bad_json_line_names_file_and_line(tmp_path, capsys):
     args[1] = str(bad)
     assert main(args) == 2
     assert f"{bad}:3: no string field 'text'" in capsys.readouterr().err
+
+
+def test_cli_resume_refuses_a_changed_lr_or_model_and_records_an_override(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(cli(out, "--max-steps", "4", "--save-every", "2", "--eval-every", "4")) == 0
+    capsys.readouterr()
+    assert main(cli(out, "--max-steps", "4", "--eval-every", "4", "--resume", "--lr", "5")) == 2
+    error = capsys.readouterr().err
+    assert "`learning_rate` was 0.0005 in the checkpoint, now 5.0" in error and "--resume-override learning_rate" in error
+    assert main(cli(out, "--max-steps", "4", "--eval-every", "4", "--resume", "--config", "small")) == 2
+    error = capsys.readouterr().err
+    assert "different model" in error and "`hidden_size` was 32" in error and "now 256" in error
+    assert main(cli(out, "--max-steps", "6", "--save-every", "2", "--eval-every", "6", "--resume", "--lr", "1e-3",
+                    "--resume-override", "learning_rate")) == 0
+    saved = json.loads((out / "checkpoints" / "step-00000006" / "config.json").read_text())
+    assert saved["learning_rate"] == 1e-3 and saved["resume_overrides"] == ["learning_rate"]
+    assert {entry["field"] for entry in saved["resume_history"]} == {"learning_rate", "max_steps"}

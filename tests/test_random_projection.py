@@ -15,6 +15,7 @@ from kexue.random_projection import (
     SRHT,
     DataDimensionalityWarning,
     GaussianRandomProjection,
+    NotFittedError,
     SignRandomProjection,
     SparseRandomProjection,
     chernoff_failure_probability,
@@ -76,7 +77,7 @@ def test_chernoff_tail_bounds_the_exact_chi_square_tail():
 @pytest.mark.parametrize(("kwargs", "message"), [
     ({"n_points": 100, "eps": 1.5}, "`eps` must be in (0, 1), got 1.5"),
     ({"n_points": 100, "eps": 0.0}, "`eps` must be in (0, 1), got 0.0"),
-    ({"n_points": 1, "eps": 0.1}, "`n_points` must be an integer >= 2, got 1"),
+    ({"n_points": 0, "eps": 0.1}, "`n_points` must be a positive integer, got 0"),
     ({"n_points": 100, "eps": 0.1, "bound": "jl"}, "`bound` must be one of"),
     ({"n_points": 100, "eps": 0.1, "bound": "chernoff", "failure_probability": 1.0}, "`failure_probability`"),
     ({"n_points": 100, "eps": 0.1, "failure_probability": 0.1}, "applies to bound='chernoff' only"),
@@ -146,17 +147,17 @@ def test_estimator_round_trip_auto_batches_and_params():
     batched = projection.transform(X.reshape(5, 10, 2000))
     assert torch.allclose(batched.reshape(50, -1), Y)
     assert "eps=0.5" in repr(projection) and projection.get_params()["random_state"] == 0
-    with pytest.raises(RuntimeError, match="not fitted"):
+    with pytest.raises(NotFittedError, match="not fitted"):
         SRHT(8).transform(X)
-    with pytest.raises(ValueError, match="has 3 features, but GaussianRandomProjection was fitted with 2000"):
+    with pytest.raises(ValueError, match="has 3 features, but GaussianRandomProjection expects 2000"):
         projection.transform(torch.ones(2, 3))
 
 
 def test_bad_input_is_refused_with_clear_messages():
     X = _points(10, 50)
-    with pytest.raises(ValueError, match="more than n_features=50"):
+    with pytest.raises(ValueError, match="larger than the original space with n_features=50"):
         GaussianRandomProjection("auto", eps=0.1).fit(X)
-    with pytest.warns(DataDimensionalityWarning, match="`n_components`=60 > n_features=50"):
+    with pytest.warns(DataDimensionalityWarning, match="n_components=60 > n_features=50"):
         GaussianRandomProjection(60).fit(X)
     with pytest.raises(ValueError, match="larger than the padded dimension 64"), \
             pytest.warns(DataDimensionalityWarning):
@@ -173,8 +174,8 @@ def test_bad_input_is_refused_with_clear_messages():
         SparseRandomProjection(5, density=1.5).fit(X)
     with pytest.raises(ValueError, match=r"`eps` must be in \(0, 1\), got 1.5"):
         GaussianRandomProjection("auto", eps=1.5).fit(X)
-    with pytest.raises(TypeError, match="floating-point"):
-        GaussianRandomProjection(5).fit(torch.ones(3, 4, dtype=torch.long))
+    with pytest.raises(TypeError, match="must hold real numbers"):
+        GaussianRandomProjection(5).fit(torch.ones(3, 4, dtype=torch.complex64))
     with pytest.raises(TypeError, match="`random_state` must be"):
         GaussianRandomProjection(5, random_state="0").fit(X)
 

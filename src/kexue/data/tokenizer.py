@@ -5,9 +5,13 @@ as in Google's BERT and ``bert-base-chinese``; every Chinese model in kexue uses
 bert-base-chinese vocabulary (:func:`default_chinese_vocab`).
 
 Lower-casing, when not given: a checkpoint's ``tokenizer_config.json`` decides (``do_lower_case``);
-otherwise the vocabulary does. A vocabulary without any upper-case ASCII token (outside
-``[SPECIAL]`` tokens) cannot represent upper case, so it is lower-cased; this matches
-bert-base-uncased and bert-base-chinese.
+otherwise the vocabulary does. A vocabulary without any upper-case ASCII token (outside bracketed
+markers such as ``[CLS]``, ``[unused0]`` and bert-base-chinese's ``<S>`` and ``<T>``) cannot
+represent upper case, so it is lower-cased; this matches bert-base-uncased and bert-base-chinese.
+Without it, every word with a Latin capital letter becomes ``[UNK]`` under bert-base-chinese.
+
+:func:`save_tokenizer_files` writes ``vocab.txt``, ``tokenizer.json`` and ``tokenizer_config.json``
+into a model folder, so that ``transformers.AutoTokenizer`` and :func:`load_tokenizer` agree on it.
 """
 
 from __future__ import annotations
@@ -22,7 +26,8 @@ from kexue.data.root import resolve_data_root
 if TYPE_CHECKING:
     from transformers import BertTokenizerFast
 
-__all__ = ["read_vocab", "load_tokenizer", "default_chinese_vocab", "CHINESE_VOCAB", "ENGLISH_UNCASED_VOCAB"]
+__all__ = ["read_vocab", "load_tokenizer", "save_tokenizer_files", "default_chinese_vocab", "CHINESE_VOCAB",
+           "ENGLISH_UNCASED_VOCAB"]
 
 CHINESE_VOCAB = "vocab/bert-base-chinese-vocab.txt"
 ENGLISH_UNCASED_VOCAB = "vocab/bert-base-uncased-vocab.txt"
@@ -47,12 +52,12 @@ def read_vocab(path: str | Path) -> list[str]:
     return tokens
 
 
+def _is_marker(token: str) -> bool:
+    return len(token) > 2 and token[0] + token[-1] in ("[]", "<>")
+
+
 def _infer_lowercase(tokens: list[str]) -> bool:
-    return not any(
-        any("A" <= char <= "Z" for char in token)
-        for token in tokens
-        if not (token.startswith("[") and token.endswith("]"))
-    )
+    return not any(any("A" <= char <= "Z" for char in token) for token in tokens if not _is_marker(token))
 
 
 def _from_vocab(path: Path, lowercase: bool | None) -> BertTokenizerFast:
@@ -113,6 +118,37 @@ def load_tokenizer(vocab_or_checkpoint: str | Path, lowercase: bool | None = Non
             )
         return tokenizer
     raise DataNotFoundError(f"checkpoint folder {path} has neither vocab.txt nor tokenizer.json", path)
+
+
+def save_tokenizer_files(tokenizer: BertTokenizerFast | str | Path, directory: str | Path) -> None:
+    """Write ``vocab.txt``, ``tokenizer.json`` and ``tokenizer_config.json`` into ``directory``.
+
+    transformers 5 saves ``tokenizer.json`` without ``vocab.txt``, and without a
+    ``tokenizer_config.json`` naming the class ``AutoTokenizer`` picks the model type's own
+    tokenizer (RoFormer's needs rjieba). Writing all three makes ``AutoTokenizer.from_pretrained``
+    and :func:`load_tokenizer` give the same ids for the folder.
+
+    Args:
+        tokenizer: a tokenizer from :func:`load_tokenizer`, or what it accepts (a vocabulary file or folder).
+        directory: the model folder (created if missing).
+    """
+    if isinstance(tokenizer, (str, Path)):
+        tokenizer = load_tokenizer(tokenizer)
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    tokenizer.save_pretrained(str(directory))
+    vocab = sorted(tokenizer.get_vocab().items(), key=lambda item: item[1])
+    (directory / "vocab.txt").write_text("".join(token + "\n" for token, _ in vocab), encoding="utf-8")
+    config_path = directory / "tokenizer_config.json"
+    config = json.loads(config_path.read_text(encoding="utf-8")) if config_path.is_file() else {}
+    config.update(tokenizer_class="BertTokenizer", do_lower_case=_normalizer_lowercase(tokenizer),
+                  tokenize_chinese_chars=True)
+    config_path.write_text(json.dumps(config, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
+def _normalizer_lowercase(tokenizer: BertTokenizerFast) -> bool:
+    state = json.loads(tokenizer.backend_tokenizer.normalizer.__getstate__())
+    return bool(state.get("lowercase", False))
 
 
 def default_chinese_vocab(root: str | Path | None = None) -> Path:

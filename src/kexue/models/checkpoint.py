@@ -4,7 +4,15 @@
 names, built per layer; loading and saving both use it. Keys a checkpoint may
 hold that kexue does not need are listed in ``IGNORED_HF_KEYS`` with the reason.
 Everything else must match: an unexpected key, a missing backbone key or a
-wrong shape raises an error naming the key.
+wrong shape raises an error naming the key. ``strict=False`` (or ``ignore_keys``)
+loads fine-tuned checkpoints whose extra weights kexue has no place for (e.g.
+``BertForSequenceClassification``'s ``classifier.*``) and configs with extra keys,
+and logs what it skipped; a missing backbone weight or a wrong shape still raises.
+
+Saved folders carry ``vocab.txt``, ``tokenizer.json`` and ``tokenizer_config.json``
+(:func:`kexue.data.tokenizer.save_tokenizer_files`), so ``AutoTokenizer`` and
+``AutoModel*`` load them, and a model card (``README.md``) that says how; fp16
+weights need ``dtype=torch.float32``, since transformers 5 keeps them in fp16.
 
 Heads are optional in both directions. A checkpoint without ``cls.predictions``
 (MLM), ``cls.seq_relationship`` (NSP) or ``pooler`` loads with that head
@@ -19,18 +27,22 @@ functions that read or write it.
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import logging
-import shutil
+from collections.abc import Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor
 
+from kexue.models import config as config_module
 from kexue.models.config import HF_MODEL_TYPES, TransformerConfig
 
 if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
+
     from kexue.models.transformer import Transformer
 
 __all__ = ["hf_name_map", "load_pretrained", "save_pretrained", "read_hf_state_dict"]
@@ -143,12 +155,18 @@ def _check_tied(state: dict[str, Tensor], path: Path) -> None:
                              "to the word embeddings and cannot load an untied one")
 
 
-def load_pretrained(model_class: type["Transformer"], path: str | Path, **config_overrides) -> "Transformer":
+def load_pretrained(model_class: type["Transformer"], path: str | Path, strict: bool = True,
+                    ignore_keys: Iterable[str] = (), **config_overrides) -> "Transformer":
     """Build ``model_class`` from a local HF BERT / RoFormer folder.
 
     Args:
         model_class: :class:`kexue.models.Transformer` (or a subclass).
         path: folder with ``config.json`` and the weights.
+        strict: False skips checkpoint weights and ``config.json`` keys kexue has no place for
+            (e.g. a fine-tuned ``classifier.*``), logging them; missing backbone weights and
+            shape mismatches still raise.
+        ignore_keys: checkpoint weight names to skip even when strict, as ``fnmatch`` patterns
+            without the ``bert.``/``roformer.`` prefix (e.g. ``"classifier.*"``).
         **config_overrides: :class:`TransformerConfig` fields to change, e.g.
             ``dropout=0.0``, ``attention_scale="logn"``, ``nsp_head=True``.
 
@@ -157,23 +175,59 @@ def load_pretrained(model_class: type["Transformer"], path: str | Path, **config
 
     Raises:
         FileNotFoundError: no config or weights.
-        ValueError: unexpected or missing keys, shape mismatches (naming the key),
+        ValueError: unexpected (when strict) or missing keys, shape mismatches (naming the key),
             untied decoder weights, or an unsupported config.
         TypeError: an unknown override name.
+
+    Example:
+        >>> import tempfile, torch
+        >>> from kexue.models import Transformer, TransformerConfig
+        >>> folder = tempfile.mkdtemp()
+        >>> Transformer(TransformerConfig(vocab_size=30, hidden_size=8, num_layers=1, num_heads=2,
+        ...                               intermediate_size=16)).save_pretrained(folder)
+        >>> from safetensors.torch import load_file, save_file
+        >>> weights = load_file(f"{folder}/model.safetensors") | {"classifier.weight": torch.zeros(2, 8)}
+        >>> save_file(weights, f"{folder}/model.safetensors")
+        >>> Transformer.from_pretrained(folder, ignore_keys=["classifier.*"]).config.hidden_size
+        8
     """
     path = Path(path)
     hf_config = json.loads((path / "config.json").read_text())
     model_type = hf_config.get("model_type")
+    if not strict:
+        hf_config = _drop_unknown_config_keys(hf_config, path)
     config = TransformerConfig.from_hf(hf_config)
     heads = {k: config_overrides.pop(k) for k in ("pooler", "mlm_head", "nsp_head") if k in config_overrides}
     config = config.replace(**config_overrides)
     state = _strip_prefix(read_hf_state_dict(path), model_type)
     _check_tied(state, path)
     names = hf_name_map(config)
+    state = _skip_unknown_weights(state, names, strict, tuple(ignore_keys), path)
     config = _choose_heads(config, state, names, heads)
     model = model_class(config)
     _copy_weights(model, state, names, path)
     return model.eval()
+
+
+def _drop_unknown_config_keys(hf_config: dict[str, Any], path: Path) -> dict[str, Any]:
+    known = (set(config_module._HF_TO_KEXUE) | set(config_module._HF_REQUIRED_VALUES)
+             | config_module._HF_IGNORED)
+    extra = sorted(set(hf_config) - known)
+    if extra:
+        logger.warning("%s: config.json keys not used by kexue, skipped (strict=False): %s", path, extra)
+    return {key: value for key, value in hf_config.items() if key in known}
+
+
+def _skip_unknown_weights(state: dict[str, Tensor], names: dict, strict: bool, ignore_keys: tuple[str, ...],
+                          path: Path) -> dict[str, Tensor]:
+    """Drop the weights matched by ``ignore_keys`` and, unless strict, every unknown one (logged)."""
+    known = {hf for table in names.values() for hf in table} | set(IGNORED_HF_KEYS)
+    skipped = sorted(k for k in state if any(fnmatch.fnmatchcase(k, pattern) for pattern in ignore_keys)
+                     or (not strict and k not in known))
+    if skipped:
+        logger.warning("%s: checkpoint weights skipped (%s): %s", path,
+                       "ignore_keys" if strict else "strict=False", skipped)
+    return {k: v for k, v in state.items() if k not in skipped}
 
 
 def _copy_weights(model: "Transformer", state: dict[str, Tensor], names: dict, path: Path) -> None:
@@ -184,7 +238,8 @@ def _copy_weights(model: "Transformer", state: dict[str, Tensor], names: dict, p
     unexpected = sorted(set(state) - known)
     if unexpected:
         raise ValueError(f"{path}: unexpected checkpoint key(s) {unexpected[:10]}"
-                         f"{' ...' if len(unexpected) > 10 else ''}")
+                         f"{' ...' if len(unexpected) > 10 else ''} (load with strict=False or "
+                         "ignore_keys=[...] to skip them)")
     missing = sorted(hf for hf in names["backbone"] if hf not in state)
     if missing:
         raise ValueError(f"{path}: missing checkpoint key(s) {missing[:10]}")
@@ -207,20 +262,30 @@ def _rope_table(config: TransformerConfig) -> Tensor:
     return torch.cat([sin[0, 0], cos[0, 0]], dim=-1)
 
 
-def save_pretrained(model: "Transformer", path: str | Path, vocab_file: str | Path | None = None) -> None:
-    """Write ``config.json`` + ``model.safetensors`` in HF names (+ ``vocab.txt``).
+def save_pretrained(model: "Transformer", path: str | Path,
+                    vocab_file: "str | Path | PreTrainedTokenizerBase | None" = None) -> None:
+    """Write ``config.json`` + ``model.safetensors`` in HF names, the tokenizer files and a model card.
 
     The folder loads in transformers (``BertForPreTraining`` for absolute
-    positions, ``RoFormerForMaskedLM`` for RoPE) and back in kexue. As transformers
-    itself does, the tied decoder weight is not written (``tie_word_embeddings``).
+    positions, ``RoFormerForMaskedLM`` for RoPE; ``AutoTokenizer``) and back in kexue.
+    As transformers itself does, the tied decoder weight is not written (``tie_word_embeddings``).
 
     Args:
         model: the model to save.
         path: output folder, created if needed.
-        vocab_file: a ``vocab.txt`` to copy alongside, for the tokenizer.
+        vocab_file: the tokenizer: a tokenizer from :func:`kexue.data.load_tokenizer`, a
+            ``vocab.txt``, or a checkpoint folder with ``vocab.txt`` or only ``tokenizer.json``;
+            ``vocab.txt``, ``tokenizer.json`` and ``tokenizer_config.json`` are written from it.
+
+    Under several processes (``torch.distributed`` initialised) only rank 0 writes, so that
+    training code can export from every process without racing on the files.
     """
     from safetensors.torch import save_file
 
+    from kexue.data.tokenizer import save_tokenizer_files
+
+    if torch.distributed.is_available() and torch.distributed.is_initialized() and torch.distributed.get_rank() != 0:
+        return
     config = model.config
     model_type = HF_MODEL_TYPES[config.position]
     prefix = BASE_PREFIX[model_type]
@@ -240,7 +305,25 @@ def save_pretrained(model: "Transformer", path: str | Path, vocab_file: str | Pa
     (path / "config.json").write_text(json.dumps(hf_config, indent=2) + "\n")
     save_file(state, path / "model.safetensors", metadata={"format": "pt"})
     if vocab_file is not None:
-        shutil.copyfile(vocab_file, path / "vocab.txt")
+        save_tokenizer_files(vocab_file, path)
+    fp16 = any(value.dtype == torch.float16 for value in state.values())
+    (path / "README.md").write_text(_model_card(hf_config["architectures"][0], fp16, vocab_file is not None),
+                                    encoding="utf-8")
+
+
+def _model_card(architecture: str, fp16: bool, has_tokenizer: bool) -> str:
+    dtype = ", dtype=torch.float32" if fp16 else ""
+    lines = ["# kexue model", "", f"A `{architecture}` written by kexue (`Transformer.save_pretrained`).", ""]
+    if fp16:
+        lines += ["The weights are stored in **fp16**. transformers 5 loads fp16 weights as fp16 unless told",
+                  "otherwise: pass `dtype=torch.float32` (kexue's `Transformer.from_pretrained` always loads",
+                  "float32).", ""]
+    lines += ["```python", "import torch", "from transformers import AutoModel" + (", AutoTokenizer" if has_tokenizer else ""), ""]
+    if has_tokenizer:
+        lines.append('tokenizer = AutoTokenizer.from_pretrained("path/to/this/folder")')
+    lines += [f'model = AutoModel.from_pretrained("path/to/this/folder"{dtype})', "", "from kexue.models import Transformer",
+              'model = Transformer.from_pretrained("path/to/this/folder")', "```", ""]
+    return "\n".join(lines)
 
 
 def _architecture(model: "Transformer") -> str:

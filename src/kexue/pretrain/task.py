@@ -50,14 +50,16 @@ def pretraining_loss(model: nn.Module, batch: dict) -> tuple[torch.Tensor, dict[
     """The training step function for :class:`kexue.training.Trainer`.
 
     Returns ``(loss, metrics)`` with ``{task}_loss``, ``{task}_accuracy`` (task = mlm or unilm),
-    ``nsp_loss``/``nsp_accuracy`` when the batch has NSP labels, and ``tokens`` (non-padding).
+    ``nsp_loss``/``nsp_accuracy`` when the batch has NSP labels, and ``loss_count``: the predicted
+    tokens the loss averages, so that the Trainer weights the batch's parts on several processes
+    by it and the step is that of the whole batch's mean.
     """
     counts = _counts(model, batch)
     task = batch["task"]
     loss = counts[f"{task}_loss_sum"] / counts[f"{task}_total"]
     metrics = {f"{task}_loss": float(loss.detach()),
                f"{task}_accuracy": float(counts[f"{task}_correct"]) / int(counts[f"{task}_total"]),
-               "tokens": float(batch["attention_mask"].sum())}
+               "loss_count": float(counts[f"{task}_total"])}
     if "nsp_total" in counts:
         nsp_loss = counts["nsp_loss_sum"] / counts["nsp_total"]
         loss = loss + nsp_loss

@@ -13,7 +13,8 @@ What this package offers:
 - :mod:`.bounds`: :func:`jl_min_dim` with the post's 24 and 16 log N/ε², scikit-learn's
   Dasgupta–Gupta bound and the sharper exact-Chernoff bound, for distances or inner products;
 - :mod:`.projections`: :class:`GaussianRandomProjection`, :class:`SparseRandomProjection`
-  (scikit-learn's estimator API, in torch, CPU or GPU, batched) and functional forms;
+  (scikit-learn's estimator API and input conventions: NumPy, SciPy sparse or torch in, the same
+  kind out; computed in torch, CPU or GPU, batched) and functional forms;
 - :mod:`.hadamard`: :func:`fwht` and the :class:`SRHT` (O(m log m) per vector, no stored matrix);
 - :mod:`.distortion`: :func:`distortion`, measured pairwise distortion (exact or sampled);
 - :mod:`.applications`: sign random projection (binary codes, cosine from Hamming distance,
@@ -32,6 +33,7 @@ from kexue.random_projection.hadamard import SRHT, fwht, hadamard_matrix, next_p
 from kexue.random_projection.projections import (
     DataDimensionalityWarning,
     GaussianRandomProjection,
+    NotFittedError,
     RandomProjection,
     SparseRandomProjection,
     gaussian_matrix,
@@ -46,6 +48,7 @@ __all__ = [
     "DataDimensionalityWarning",
     "Distortion",
     "GaussianRandomProjection",
+    "NotFittedError",
     "RandomProjection",
     "SRHT",
     "SignRandomProjection",

@@ -40,8 +40,11 @@ References:
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass
 from typing import Callable
+
+import numpy as np
 
 __all__ = ["BOUNDS", "Bound", "jl_min_dim", "chernoff_failure_probability"]
 
@@ -71,10 +74,14 @@ _TARGETS = ("distance", "inner-product")
 
 
 def _check_inputs(n_points: int, eps: float, bound: str, target: str) -> None:
-    if isinstance(n_points, bool) or not isinstance(n_points, int) or n_points < 2:
-        raise ValueError(f"`n_points` must be an integer >= 2, got {n_points!r}")
-    if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not 0.0 < eps < 1.0:
+    if isinstance(n_points, bool) or not isinstance(n_points, numbers.Integral) or n_points < 1:
+        raise ValueError(f"`n_points` must be a positive integer, got {n_points!r}")
+    if isinstance(eps, bool) or not isinstance(eps, numbers.Real) or not 0.0 < eps < 1.0:
         raise ValueError(f"`eps` must be in (0, 1), got {eps!r}")
+    _check_choices(bound, target)
+
+
+def _check_choices(bound: str, target: str) -> None:
     if bound not in BOUNDS:
         raise ValueError(f"`bound` must be one of {', '.join(map(repr, BOUNDS))}, got {bound!r}")
     if target not in _TARGETS:
@@ -127,23 +134,56 @@ _CLOSED_FORMS: dict[str, Callable[[int, float], int]] = {
 }
 
 
+def _check_arrays(n_points: np.ndarray, eps: np.ndarray) -> None:
+    """Array arguments: integer counts >= 1 and real ``eps`` in (0, 1), naming the first bad value."""
+    if n_points.dtype.kind not in "iu":
+        raise ValueError(f"`n_points` must hold integers, got dtype {n_points.dtype}")
+    if eps.dtype.kind not in "iuf":
+        raise ValueError(f"`eps` must hold real numbers, got dtype {eps.dtype}")
+    if (n_points < 1).any():
+        raise ValueError(f"`n_points` must be positive integers, got {n_points[n_points < 1].flat[0].item()!r}")
+    outside = ~((eps > 0) & (eps < 1))
+    if outside.any():
+        raise ValueError(f"`eps` must be in (0, 1), got {eps[outside].flat[0].item()!r}")
+
+
+def _min_dim(n_points: int, eps: float, bound: str, target: str, failure_probability: float | None) -> int:
+    """:func:`jl_min_dim` for one validated (N, ε)."""
+    if n_points == 1:
+        return 0  # no pairs: any map, even to 0 dimensions, keeps every pairwise distance
+    if bound != "chernoff":
+        return _CLOSED_FORMS[bound](n_points, eps)
+    pairs = n_points * (n_points - 1) / 2
+    events = pairs if target == "distance" else 2 * pairs
+    delta = failure_probability
+    if delta is None:
+        delta = (1 if target == "distance" else 2) / n_points
+        if delta >= 1.0:
+            raise ValueError(f"the default `failure_probability` 2/N is {delta} for N={n_points}; pass one in (0, 1)")
+    return _chernoff_min_dim(n_points, eps, delta, events)
+
+
 def jl_min_dim(
     n_points: int,
     eps: float = 0.1,
     bound: str = "dasgupta-gupta",
     target: str = "distance",
     failure_probability: float | None = None,
-) -> int:
+) -> int | np.ndarray:
     """Dimension a Gaussian random projection needs to be an ε-embedding of ``n_points`` points.
 
     An ε-embedding keeps every pair: ``(1 − ε)‖v_i − v_j‖² ≤ ‖Av_i − Av_j‖² ≤ (1 + ε)‖v_i − v_j‖²``
     (or, for ``target="inner-product"`` and unit vectors, ``|⟨Av_i, Av_j⟩ − ⟨v_i, v_j⟩| ≤ ε``).
     The result does not depend on the input dimension ``m``; if it exceeds ``m``, projecting does
-    not reduce anything.
+    not reduce anything. One point has no pairs, so it needs 0 dimensions.
+
+    ``n_points`` and ``eps`` may be any integer / real numbers (NumPy scalars included) or arrays,
+    which broadcast against each other as in NumPy (and as scikit-learn's
+    ``johnson_lindenstrauss_min_dim`` does).
 
     Args:
-        n_points: N, the number of points (>= 2).
-        eps: ε in (0, 1), the allowed relative distortion of squared distances.
+        n_points: N, the number of points (>= 1), or an integer array.
+        eps: ε in (0, 1), the allowed relative distortion of squared distances, or an array.
         bound: one of :data:`BOUNDS`: ``"post-24"``, ``"post-16"``, ``"dasgupta-gupta"`` (scikit-learn's,
             the default) or ``"chernoff"``.
         target: ``"distance"`` (N(N−1)/2 union events) or ``"inner-product"`` (N(N−1) events).
@@ -151,10 +191,11 @@ def jl_min_dim(
             and ``2/N`` for inner products, so that it compares with ``"post-24"``.
 
     Returns:
-        The dimension n (an ``int``).
+        The dimension n: an ``int`` for scalar arguments, else an int64 array of the broadcast shape.
 
     Raises:
-        ValueError: ``n_points`` < 2, ``eps`` outside (0, 1), an unknown ``bound`` or ``target``, or
+        ValueError: ``n_points`` < 1, ``eps`` outside (0, 1), shapes that do not broadcast, an unknown
+            ``bound`` or ``target``, or
             ``failure_probability`` outside (0, 1) or given for a closed-form bound.
 
     Example:
@@ -168,21 +209,24 @@ def jl_min_dim(
         473
         >>> jl_min_dim(10**4, eps=0.5, bound="chernoff", target="inner-product", failure_probability=0.01)
         488
+        >>> jl_min_dim(np.int64(1000), eps=np.float32(0.5)), jl_min_dim([10, 1000], eps=[[0.5], [0.1]])
+        (331, array([[ 110,  331],
+               [1973, 5920]]))
         >>> jl_min_dim(100, eps=1.5)
         Traceback (most recent call last):
         ...
         ValueError: `eps` must be in (0, 1), got 1.5
     """
-    _check_inputs(n_points, eps, bound, target)
-    if bound != "chernoff":
-        if failure_probability is not None:
-            raise ValueError(f"`failure_probability` applies to bound='chernoff' only, got bound={bound!r}")
-        return _CLOSED_FORMS[bound](n_points, eps)
-    pairs = n_points * (n_points - 1) / 2
-    events = pairs if target == "distance" else 2 * pairs
-    delta = failure_probability
-    if delta is None:
-        delta = (1 if target == "distance" else 2) / n_points
-    if not 0.0 < delta < 1.0:
+    _check_choices(bound, target)
+    if bound != "chernoff" and failure_probability is not None:
+        raise ValueError(f"`failure_probability` applies to bound='chernoff' only, got bound={bound!r}")
+    if failure_probability is not None and not 0.0 < failure_probability < 1.0:
         raise ValueError(f"`failure_probability` must be in (0, 1), got {failure_probability!r}")
-    return _chernoff_min_dim(n_points, eps, delta, events)
+    if np.ndim(n_points) == 0 and np.ndim(eps) == 0:
+        n_points, eps = (value.item() if isinstance(value, np.ndarray) else value for value in (n_points, eps))
+        _check_inputs(n_points, eps, bound, target)
+        return _min_dim(int(n_points), float(eps), bound, target, failure_probability)
+    n_array, eps_array = np.broadcast_arrays(np.asarray(n_points), np.asarray(eps))  # ValueError if they do not
+    _check_arrays(n_array, eps_array)
+    dims = [_min_dim(int(n), float(e), bound, target, failure_probability) for n, e in zip(n_array.flat, eps_array.flat)]
+    return np.asarray(dims, dtype=np.int64).reshape(n_array.shape)

@@ -22,11 +22,12 @@ from __future__ import annotations
 
 import math
 from functools import lru_cache
+from typing import Any
 
 import torch
 from torch import Tensor
 
-from kexue.random_projection.projections import RandomProjection, Seed, check_input, make_generator
+from kexue.random_projection.projections import RandomProjection, Seed, make_generator
 
 __all__ = ["fwht", "hadamard_matrix", "SRHT", "srht", "next_power_of_two"]
 
@@ -90,17 +91,32 @@ def fwht(x: Tensor, normalized: bool = False, block_size: int = 64) -> Tensor:
         raise ValueError(f"`block_size` must be a power of two >= 2, got {block_size}")
     flat = x.reshape(-1, m)
     y = torch.empty_like(flat)
-    for chunk, start in _row_chunks(flat):
+    for chunk, start in _row_chunks(x):
         y[start:start + chunk.shape[0]] = _fwht_rows(chunk, block_size)
     y = y.reshape(x.shape)
     return y / math.sqrt(m) if normalized else y
 
 
-def _row_chunks(flat: Tensor) -> list[tuple[Tensor, int]]:
-    """(rows, first row index) blocks: on the CPU about 1 MiB each, so that every stage runs in
-    cache (3x faster at m = 4096 than whole-batch stages, measured); elsewhere the whole batch."""
-    rows = flat.shape[0] if flat.device.type != "cpu" else max(_CPU_CHUNK_ELEMENTS // flat.shape[-1], 1)
+def _row_chunks(X: Tensor) -> list[tuple[Tensor, int]]:
+    """Dense (rows, first row index) blocks of a 2-D or ``[..., m]`` ``X``: on the CPU about 1 MiB
+    each, so that every stage runs in cache (3x faster at m = 4096 than whole-batch stages,
+    measured); elsewhere the whole batch. A sparse CSR ``X`` is densified one block at a time."""
+    m = X.shape[-1]
+    if X.is_sparse_csr:
+        n_rows, rows = X.shape[0], max(_CPU_CHUNK_ELEMENTS // m, 1)
+        return [(_dense_rows(X, start, min(start + rows, n_rows)), start) for start in range(0, n_rows, rows)]
+    flat = X.reshape(-1, m)
+    rows = flat.shape[0] if flat.device.type != "cpu" else max(_CPU_CHUNK_ELEMENTS // m, 1)
     return [(flat[start:start + rows], start) for start in range(0, flat.shape[0], rows)]
+
+
+def _dense_rows(X: Tensor, start: int, stop: int) -> Tensor:
+    """Rows ``start:stop`` of a sparse CSR ``X``, dense."""
+    crow = X.crow_indices()
+    first, last = int(crow[start]), int(crow[stop])
+    block = torch.sparse_csr_tensor(crow[start:stop + 1] - first, X.col_indices()[first:last], X.values()[first:last],
+                                    (stop - start, X.shape[1]), check_invariants=False)  # a slice of a valid CSR
+    return block.to_dense()
 
 
 def _fwht_rows(y: Tensor, block_size: int) -> Tensor:
@@ -137,8 +153,9 @@ class SRHT(RandomProjection):
 
     ``fit`` draws ``signs_`` (``[m']``, ±1) and ``rows_`` (``[n]`` sampled coordinates);
     ``transform`` computes ``(1/sqrt(n)) · (H D x)[rows_]`` with :func:`fwht`;
-    :meth:`to_dense` returns the equivalent ``[n, m]`` matrix. Arguments as
-    :class:`~kexue.random_projection.projections.RandomProjection`, plus ``block_size`` for :func:`fwht`.
+    :meth:`to_dense` returns the equivalent ``[n, m]`` matrix (a tensor). Inputs and outputs as
+    :class:`~kexue.random_projection.projections.RandomProjection`, plus ``block_size`` for
+    :func:`fwht`. Sparse input is densified a block of rows at a time (about 1 MiB), never whole.
 
     Raises:
         ValueError: at ``fit``, ``n_components`` larger than the padded dimension ``m'``.
@@ -151,49 +168,48 @@ class SRHT(RandomProjection):
     """
 
     def __init__(self, n_components: int | str = "auto", *, eps: float = 0.1, bound: str = "dasgupta-gupta",
-                 random_state: Seed = None, dtype: torch.dtype = torch.float32,
-                 device: torch.device | str | None = None, block_size: int = 64) -> None:
-        super().__init__(n_components, eps=eps, bound=bound, random_state=random_state, dtype=dtype, device=device)
+                 compute_inverse_components: bool = False, random_state: Seed = None,
+                 dtype: torch.dtype | None = None, device: torch.device | str | None = None,
+                 block_size: int = 64) -> None:
+        super().__init__(n_components, eps=eps, bound=bound, compute_inverse_components=compute_inverse_components,
+                         random_state=random_state, dtype=dtype, device=device)
         self.block_size = block_size
 
-    def _draw(self, n_components: int, n_features: int) -> None:
+    def _draw(self, n_components: int, n_features: int, dtype: torch.dtype, device: torch.device) -> None:
         padded = next_power_of_two(n_features)
         if n_components > padded:
             raise ValueError(f"`n_components`={n_components} is larger than the padded dimension {padded} "
                              f"(n_features={n_features}); the SRHT samples coordinates without replacement")
         generator = make_generator(self.random_state)
-        signs = torch.randint(0, 2, (padded,), generator=generator).to(self.dtype) * 2 - 1
+        signs = torch.randint(0, 2, (padded,), generator=generator).to(torch.float64) * 2 - 1
         rows = torch.randperm(padded, generator=generator)[:n_components].sort().values
         self.padded_features_ = padded
-        self.signs_ = signs.to(self.device)
-        self.rows_ = rows.to(self.device)
-        self._scaled_signs = (signs[:n_features] / math.sqrt(n_components)).to(self.device)
+        self._signs, self._rows = signs.to(dtype=dtype, device=device), rows.to(device)
+        self.signs_, self.rows_ = self._public(self._signs), self._public(self._rows)
+        self._scaled_signs = (signs[:n_features] / math.sqrt(n_components)).to(dtype=dtype, device=device)
 
-    def _project(self, X: Tensor) -> Tensor:
-        flat = X.reshape(-1, X.shape[-1]).to(device=self._scaled_signs.device, dtype=self.dtype)
-        out = flat.new_empty(flat.shape[0], self.n_components_)
-        for chunk, start in _row_chunks(flat):
-            out[start:start + chunk.shape[0]] = self._project_rows(chunk)
+    def _project(self, X: Tensor, device: torch.device) -> Tensor:
+        dtype = self._promoted(X)
+        scaled_signs, rows = self._on("_scaled_signs", device, dtype), self._on("_rows", device, torch.int64)
+        out = torch.empty(X.shape[0] if X.is_sparse_csr else math.prod(X.shape[:-1]), self.n_components_,
+                          dtype=dtype, device=device)
+        for chunk, start in _row_chunks(X):
+            signed = chunk.to(device=device, dtype=dtype) * scaled_signs
+            if self.padded_features_ > self.n_features_in_:
+                signed = torch.nn.functional.pad(signed, (0, self.padded_features_ - self.n_features_in_))
+            out[start:start + chunk.shape[0]] = _fwht_rows(signed, self.block_size).index_select(-1, rows)
         return out.reshape(*X.shape[:-1], self.n_components_)
 
-    def _project_rows(self, flat: Tensor) -> Tensor:
-        signed = flat * self._scaled_signs
-        if self.padded_features_ > self.n_features_in_:
-            signed = torch.nn.functional.pad(signed, (0, self.padded_features_ - self.n_features_in_))
-        return _fwht_rows(signed, self.block_size).index_select(-1, self.rows_)
+    def _dense_components(self) -> Tensor:
+        return self.to_dense()
 
     def to_dense(self) -> Tensor:
         """The ``[n_components_, n_features_in_]`` matrix ``S`` with ``transform(X) == X @ S.T``."""
-        hadamard = hadamard_matrix(self.padded_features_, self.dtype, self.signs_.device)
-        matrix = hadamard[self.rows_] * self.signs_ / math.sqrt(self.n_components_)
+        hadamard = hadamard_matrix(self.padded_features_, self._signs.dtype, self._signs.device)
+        matrix = hadamard[self._rows] * self._signs / math.sqrt(self.n_components_)
         return matrix[:, : self.n_features_in_]
 
-    def get_params(self) -> dict[str, object]:
-        return {**super().get_params(), "block_size": self.block_size}
 
-
-def srht(X: Tensor, n_components: int, seed: Seed = None, block_size: int = 64) -> Tensor:
-    """Functional SRHT of ``X`` (``[..., m]``) to ``[..., n_components]``; see :class:`SRHT`."""
-    X = check_input(X)
-    return SRHT(n_components, random_state=seed, dtype=X.dtype, device=X.device,
-                block_size=block_size).fit_transform(X)
+def srht(X: Any, n_components: int, seed: Seed = None, block_size: int = 64) -> Any:
+    """Functional SRHT of ``X`` (``[..., m]``) to ``[..., n_components]``, as ``X``'s kind; see :class:`SRHT`."""
+    return SRHT(n_components, random_state=seed, block_size=block_size).fit_transform(X)

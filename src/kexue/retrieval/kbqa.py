@@ -236,6 +236,5 @@ def train_kbqa(model_path: str | Path, examples: Sequence[KgclueExample], codec:
     model = Transformer.from_pretrained(model_path, mlm_head=True, nsp_head=False, pooler=False)
     batches = KbqaBatches(examples, codec, batch_size, seed=config.seed)
     result = Trainer(model, pretraining_loss, batches, config).fit(resume=resume)
-    vocab = Path(model_path) / "vocab.txt"
-    model.eval().save_pretrained(Path(config.output_dir) / "final", vocab_file=vocab if vocab.is_file() else None)
+    model.eval().save_pretrained(Path(config.output_dir) / "final", vocab_file=codec.tokenizer)
     return model, result

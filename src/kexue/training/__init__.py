@@ -1,9 +1,8 @@
 """kexue's one training loop (on accelerate): see :mod:`kexue.training.loop`."""
 
 from .checkpoint import latest_checkpoint, list_checkpoints, load_model_state
-from .loop import EvalFn, LossFn, Trainer, TrainingConfig, TrainResult, param_groups
-from .schedule import lr_multiplier, warmup_decay_schedule
+from .distributed import batch_parts, distributed_state
+from .loop import EvalFn, LossFn, Trainer, TrainingConfig, TrainingInterrupted, TrainResult, param_groups
 
-__all__ = ["Trainer", "TrainingConfig", "TrainResult", "LossFn", "EvalFn", "param_groups",
-           "latest_checkpoint", "list_checkpoints", "load_model_state", "lr_multiplier",
-           "warmup_decay_schedule"]
+__all__ = ["Trainer", "TrainingConfig", "TrainResult", "TrainingInterrupted", "LossFn", "EvalFn", "param_groups",
+           "latest_checkpoint", "list_checkpoints", "load_model_state", "batch_parts", "distributed_state"]

@@ -1,52 +1,43 @@
-"""Atomic training checkpoints.
+"""Atomic training checkpoints written with accelerate's ``save_state``.
 
 A checkpoint is a directory ``<output_dir>/checkpoints/step-00001234/`` holding
 
-    model.pt           the unwrapped model's ``state_dict``
-    training_state.pt  optimizer, scheduler, step, data position, RNG states (torch, numpy, python)
-    config.json        the ``TrainingConfig`` used
-    metrics.jsonl      the metrics history up to this step
+    pytorch_model.bin        the unwrapped model's ``state_dict`` (the same for any number of processes)
+    optimizer.bin            accelerate's ``save_state``: optimizer,
+    scheduler.bin            learning-rate schedule,
+    random_states_<r>.pkl    and the python/numpy/torch RNG states of every process ``r``
+    trainer_state.json       step, data position (epoch, batch index), number of processes
+    config.json              the ``TrainingConfig`` used, with the resume overrides applied so far
+    metrics.jsonl            the metrics history up to this step
 
-It is written into ``step-00001234.tmp-<pid>/`` first and then renamed with ``os.replace``,
-so a directory named ``step-<digits>`` is always complete: a run killed while saving leaves only
-a ``.tmp`` directory, which :func:`latest_checkpoint` ignores and the next save removes.
+All processes write into ``step-00001234.tmp/`` (each its own RNG file; accelerate writes the
+rest from the main process only), then the main process renames it with ``os.replace``. So a
+directory named ``step-<digits>`` is always complete: a run killed while saving leaves only a
+``.tmp`` directory, which :func:`latest_checkpoint` ignores and the next run removes.
+
+Checkpoints from kexue before accelerate's ``save_state`` (``model.pt`` + ``training_state.pt``)
+still load with :func:`load_model_state`, but cannot be resumed.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import random
 import re
 import shutil
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
-__all__ = ["latest_checkpoint", "list_checkpoints", "save_checkpoint", "load_training_state",
-           "load_model_state", "capture_rng_state", "restore_rng_state"]
+__all__ = ["latest_checkpoint", "list_checkpoints", "load_model_state", "load_trainer_state", "read_config",
+           "remove_stale_tmp", "publish_checkpoint", "tmp_checkpoint_dir"]
 
 _NAME = re.compile(r"^step-(\d+)$")
-MODEL_FILE = "model.pt"
-STATE_FILE = "training_state.pt"
-
-
-def capture_rng_state() -> dict[str, Any]:
-    """The python, numpy and torch RNG states (plus CUDA when present)."""
-    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def restore_rng_state(state: dict[str, Any]) -> None:
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
-    torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+MODEL_FILE = "pytorch_model.bin"  # accelerate's name with safe_serialization=False (tied weights)
+LEGACY_MODEL_FILE = "model.pt"
+TRAINER_STATE_FILE = "trainer_state.json"
+CONFIG_FILE = "config.json"
 
 
 def list_checkpoints(output_dir: str | os.PathLike) -> list[Path]:
@@ -64,39 +55,55 @@ def latest_checkpoint(output_dir: str | os.PathLike) -> Path | None:
     return found[-1] if found else None
 
 
-def save_checkpoint(output_dir: str | os.PathLike, step: int, model_state: dict[str, torch.Tensor],
-                    training_state: dict[str, Any], config: dict[str, Any], metrics_log: Path | None,
-                    keep_last: int | None = None) -> Path:
-    """Write a checkpoint atomically and prune all but the ``keep_last`` newest. Returns its path."""
-    root = Path(output_dir) / "checkpoints"
-    root.mkdir(parents=True, exist_ok=True)
-    for stale in root.glob("step-*.tmp-*"):  # left by a run killed while saving
+def remove_stale_tmp(output_dir: str | os.PathLike) -> None:
+    """Remove ``.tmp`` directories left by a run killed while saving (call from the main process)."""
+    for stale in (Path(output_dir) / "checkpoints").glob("step-*.tmp*"):
         shutil.rmtree(stale, ignore_errors=True)
-    final = root / f"step-{step:08d}"
-    tmp = root / f"{final.name}.tmp-{os.getpid()}"
-    tmp.mkdir()
-    torch.save(model_state, tmp / MODEL_FILE)
-    torch.save(training_state, tmp / STATE_FILE)
-    (tmp / "config.json").write_text(json.dumps(config, indent=2, default=str), encoding="utf-8")
+
+
+def tmp_checkpoint_dir(output_dir: str | os.PathLike, step: int) -> Path:
+    """The directory every process passes to ``accelerator.save_state`` for ``step``."""
+    return Path(output_dir) / "checkpoints" / f"step-{step:08d}.tmp"
+
+
+def publish_checkpoint(tmp: Path, trainer_state: dict[str, Any], config: dict[str, Any],
+                       metrics_log: Path | None, keep_last: int | None = None) -> Path:
+    """Main process: add the loop's files to ``tmp``, rename it to its final name and prune old ones."""
+    (tmp / TRAINER_STATE_FILE).write_text(json.dumps(trainer_state, indent=2), encoding="utf-8")
+    (tmp / CONFIG_FILE).write_text(json.dumps(config, indent=2, default=str), encoding="utf-8")
     if metrics_log is not None and metrics_log.exists():
         shutil.copyfile(metrics_log, tmp / "metrics.jsonl")
+    final = tmp.with_name(tmp.name.removesuffix(".tmp"))
     if final.exists():  # re-saving the same step (e.g. the time limit hit right after a save)
         shutil.rmtree(final)
     os.replace(tmp, final)
     if keep_last is not None:
-        for old in list_checkpoints(output_dir)[:-keep_last]:
+        for old in list_checkpoints(final.parent.parent)[:-keep_last]:
             shutil.rmtree(old, ignore_errors=True)
     return final
 
 
-def load_training_state(checkpoint: str | os.PathLike) -> dict[str, Any]:
-    # weights_only=False: the state holds python/numpy RNG tuples written by us, not foreign data.
-    return torch.load(Path(checkpoint) / STATE_FILE, map_location="cpu", weights_only=False)
+def load_trainer_state(checkpoint: str | os.PathLike) -> dict[str, Any]:
+    """``{"step", "epoch", "batch_index", "num_processes"}`` of a checkpoint."""
+    path = Path(checkpoint) / TRAINER_STATE_FILE
+    if not path.is_file():
+        legacy = (Path(checkpoint) / LEGACY_MODEL_FILE).is_file()
+        raise ValueError(f"{checkpoint} cannot be resumed: no {TRAINER_STATE_FILE}"
+                         + (" (it was written by kexue before checkpoints used accelerate's save_state; "
+                            "load its weights with load_model_state and start a new run)" if legacy else ""))
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def read_config(checkpoint: str | os.PathLike) -> dict[str, Any]:
+    """The ``config.json`` of a checkpoint (the ``TrainingConfig`` fields and the resume history)."""
+    return json.loads((Path(checkpoint) / CONFIG_FILE).read_text(encoding="utf-8"))
 
 
 def load_model_state(checkpoint: str | os.PathLike) -> dict[str, torch.Tensor]:
     """The model ``state_dict`` saved in a checkpoint directory."""
-    path = Path(checkpoint) / MODEL_FILE
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} not found: `checkpoint` must be a directory written by kexue.training")
-    return torch.load(path, map_location="cpu", weights_only=True)
+    for name in (MODEL_FILE, LEGACY_MODEL_FILE):
+        path = Path(checkpoint) / name
+        if path.is_file():
+            return torch.load(path, map_location="cpu", weights_only=True)
+    raise FileNotFoundError(f"{Path(checkpoint) / MODEL_FILE} not found: `checkpoint` must be a directory written "
+                            "by kexue.training")

@@ -94,7 +94,7 @@ def _run_train(args: argparse.Namespace) -> int:
     result = train_univae(model, sequences, training, args.batch_size,
                           KLSchedule(args.kl_warmup, free_bits=args.free_bits), resume=args.resume,
                           pad_id=tokenizer.pad_token_id)
-    model.save_pretrained(args.out / "model", vocab_file=Path(backbone) / "vocab.txt")
+    model.save_pretrained(args.out / "model", vocab_file=tokenizer)
     print(f"step {result.step} ({result.stopped_by}): {result.last_train}")
     print((args.out / "model").resolve())
     return 0

@@ -41,6 +41,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from kexue.data.tokenizer import save_tokenizer_files
 from kexue.models import Transformer, TransformerConfig, masks
 from kexue.univae.latent import LATENT_FAMILIES, Bottleneck, make_bottleneck
 
@@ -260,7 +261,7 @@ class UniVAE(nn.Module):
         (path / CONFIG_FILE).write_text(json.dumps(configs, indent=2), encoding="utf-8")
         save_file({k: v.contiguous() for k, v in self.state_dict().items()}, str(path / WEIGHTS_FILE))
         if vocab_file is not None:
-            (path / "vocab.txt").write_bytes(Path(vocab_file).read_bytes())
+            save_tokenizer_files(vocab_file, path)
 
     @classmethod
     def load(cls, path: str | Path) -> "UniVAE":
