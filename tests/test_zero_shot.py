@@ -13,6 +13,7 @@ import torch
 
 from kexue.data import load_tokenizer, read_fewclue
 from kexue.models import Transformer, TransformerConfig
+from kexue.data import DataNotFoundError
 from kexue.zero_shot import (MLMScorer, NoNSPHeadError, NSPScorer, NSPZeroShotClassifier, PairEncoder,
                              PETZeroShotClassifier, SamplesContrast, evaluate_task, slot_and_words,
                              uniform_prior_assignment)
@@ -305,10 +306,6 @@ def test_cli_and_quick_experiment_on_fixtures(tmp_path, tiny_checkpoint, capsys,
     from kexue.experiments import run_experiment
 
     root = _data_root(tmp_path)
-    assert main(["zeroshot", "classify", "--model", str(tiny_checkpoint), "--labels", "体育", "财经",
-                 "--template", "这是一则{label}新闻", "--", "梅西梅开二度"]) == 0
-    label, text, detail = capsys.readouterr().out.strip().split("\t")
-    assert label in ("体育", "财经") and text == "梅西梅开二度" and detail.startswith("体育=")
     assert main(["zeroshot", "fewclue", "--model", str(tiny_checkpoint), "--task", "bustm", "--split", "dev_0",
                  "--data", str(root)]) == 0
     assert "| bustm | pairs | samples | 1 |" in capsys.readouterr().out
@@ -316,6 +313,120 @@ def test_cli_and_quick_experiment_on_fixtures(tmp_path, tiny_checkpoint, capsys,
     monkeypatch.setenv("KEXUE_SMALL_ZH", str(tiny_checkpoint))
     result = run_experiment("nsp-zeroshot", tmp_path / "out", quick=True, data_dir=root)
     assert result.status == "ok", result.error
-    assert [claim["id"] for claim in result.claims] == ["nsp-beats-majority-eprstmt", "nsp-beats-majority-tnews",
-                                                        "nsp-beats-pet-average"]
+    claims = {claim["id"]: claim for claim in result.claims}
+    assert list(claims) == ["nsp-beats-pet-zero-shot", "nsp-beats-majority", "nsp-head-judges-coherence"]
+    assert claims["nsp-beats-pet-zero-shot"]["source"] == "post" and claims["nsp-beats-pet-zero-shot"]["quote"]
+    for name in ("nsp-beats-pet-zero-shot", "nsp-beats-majority"):  # fixture texts are one sentence: AUC unmeasured
+        assert claims[name]["verdict"] == "inconclusive" and "precondition not met" in claims[name]["reason"]
+        assert claims[name]["interval"]["method"] == "paired bootstrap BCa"
+    assert claims["nsp-head-judges-coherence"]["verdict"] == "inconclusive"
+    assert set(result.metrics["weights_sha256"]) == {"model.safetensors"}
     assert (tmp_path / "out" / "nsp-zeroshot" / "fewclue_zero_shot.png").stat().st_size > 0
+
+
+# ----------------------------------------------------------------- any split: a name in the folder, or a file
+def test_runner_takes_test_public_and_file_paths_for_every_task_mode(tmp_path, tiny_checkpoint):
+    root = _data_root(tmp_path)
+    for task in TASKS:  # test_public = dev_0's lines; dev_few_all = train_0's (thresholds of test_public)
+        folder = root / "fewclue" / task
+        shutil.copy(folder / "dev_0.json", folder / "test_public.json")
+        shutil.copy(folder / "train_0.json", folder / "dev_few_all.json")
+    nsp, mlm = NSPScorer.from_pretrained(tiny_checkpoint), MLMScorer.from_pretrained(tiny_checkpoint)
+    for task in TASKS:
+        by_name = evaluate_task(task, nsp, mlm, split="test_public", root=root)
+        by_file = evaluate_task(task, nsp, mlm, split=str(root / "fewclue" / task / "test_public.json"), root=root)
+        same_lines = evaluate_task(task, nsp, mlm, split="dev_0", root=root, thresholds_from="dev_few_all")
+        assert by_name.split == "test_public" and by_name.examples == 1
+        for result in (by_file, same_lines):
+            assert result.correct == by_name.correct, task
+        samples = TASKS[task].mapping == "samples"
+        assert by_name.threshold_split == ("dev_few_all" if samples else None)
+        assert set(by_name.correct) == {"majority", "nsp", "pet"} | ({"nsp_transductive"} if samples else set())
+        assert 0.0 <= by_name.nsp <= 1.0, (task, by_name)  # samples-contrast thresholds were fitted
+    with pytest.raises(DataNotFoundError, match=r"no split 'test'.*splits present: \['dev_0', 'dev_few_all', "
+                                                r"'test_public', 'train_0', 'unlabeled'\]"):
+        evaluate_task("bustm", nsp, split="test", root=root)
+    with pytest.raises(DataNotFoundError, match="does not exist"):
+        evaluate_task("bustm", nsp, split=str(tmp_path / "missing.json"), root=root)
+    with pytest.raises(ValueError, match="no labels"):
+        evaluate_task("bustm", nsp, split="unlabeled", root=root)
+
+
+# ----------------------------------------------------------------- the command line
+def _readme_classify_command() -> list[str]:
+    import re
+    import shlex
+
+    readme = (Path(__file__).parents[1] / "README.md").read_text(encoding="utf-8")
+    commands = re.findall(r"`(kexue zeroshot classify [^`]+)`", readme)
+    assert len(commands) == 1, commands
+    return shlex.split(commands[0])
+
+
+def test_the_readme_classify_command_runs_as_written(tiny_checkpoint, capsys):
+    from kexue.cli import main
+
+    words = _readme_classify_command()
+    assert words[0] == "kexue" and "PATH" in words and words[-1] == "TEXT..."
+    texts = ["梅西梅开二度", "音质很差，亏大了。"]
+    args = [str(tiny_checkpoint) if word == "PATH" else word for word in words[1:-1]] + texts
+    assert main(args) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert [line.split("\t")[1] for line in lines] == texts  # the texts were classified, not taken as templates
+    for line in lines:
+        label, _, detail = line.split("\t")
+        assert label in ("体育", "财经") and detail.startswith("体育=")
+
+
+def test_classify_repeats_template_and_refuses_swallowed_texts(tiny_checkpoint, capsys):
+    from kexue.cli import main
+
+    model = ["--model", str(tiny_checkpoint)]
+    assert main(["zeroshot", "classify", *model, "--template", "这是一则{label}新闻", "--template", "{label}",
+                 "--labels", "体育", "财经", "--", "梅西梅开二度"]) == 0
+    scorer = NSPScorer.from_pretrained(tiny_checkpoint)
+    expected = NSPZeroShotClassifier(scorer, ["体育", "财经"], ["这是一则{label}新闻", "{label}"]).scores(["梅西梅开二度"])
+    detail = capsys.readouterr().out.strip().split("\t")[2]
+    assert detail == "  ".join(f"{label}={value:.4f}" for label, value in zip(["体育", "财经"], expected[0].exp().tolist()))
+    assert main(["zeroshot", "classify", *model, "--labels", "体育", "财经", "梅西梅开二度"]) == 1  # all taken as labels
+    assert "no TEXT to classify" in capsys.readouterr().err
+
+
+def _all_actions(parser):
+    import argparse
+
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, child in action.choices.items():
+                yield from ((f"{name} {where}", found) for where, found in _all_actions(child))
+        yield "", action
+
+
+def test_every_zeroshot_option_has_help():
+    import argparse
+
+    from kexue.zero_shot.cli import add_parser
+
+    root = argparse.ArgumentParser()
+    add_parser(root.add_subparsers())
+    missing = [(where, action.dest) for where, action in _all_actions(root)
+               if not isinstance(action, argparse._HelpAction) and action.dest != "help" and not action.help
+               and where]
+    assert not missing, missing
+
+
+def test_nine_task_average_difference_weighs_tasks_equally():
+    from kexue.experiments.nsp_zeroshot import _macro
+    from kexue.zero_shot.runner import TaskResult
+
+    rng = torch.Generator().manual_seed(0)
+    results = []
+    for task, size in (("eprstmt", 10), ("tnews", 200), ("csl", 40)):
+        nsp, pet = (torch.rand(size, generator=rng) < 0.6).tolist(), (torch.rand(size, generator=rng) < 0.4).tolist()
+        results.append(TaskResult(task, "single", "candidates", "dev", size, 0.5, correct={"nsp": nsp, "pet": pet}))
+    by_task = [sum(r.correct["nsp"]) / r.examples - sum(r.correct["pet"]) / r.examples for r in results]
+    difference, interval = _macro(results, "nsp", "pet")
+    assert difference == pytest.approx(sum(by_task) / 3, abs=1e-12)
+    assert interval.low < difference < interval.high and interval.n == 250
+    accuracy, _ = _macro(results, "nsp")
+    assert accuracy == pytest.approx(sum(sum(r.correct["nsp"]) / r.examples for r in results) / 3, abs=1e-12)

@@ -45,7 +45,8 @@ from kexue.data.records import (
 )
 from kexue.data.root import resolve_data_root
 
-__all__ = ["FEWCLUE_TASKS", "FEWCLUE_SPLITS", "NLI_LABELS", "fewclue_labels", "read_fewclue", "parse_nli"]
+__all__ = ["FEWCLUE_TASKS", "FEWCLUE_SPLITS", "NLI_LABELS", "fewclue_labels", "read_fewclue", "read_fewclue_file",
+           "parse_nli"]
 
 FEWCLUE_TASKS = ("eprstmt", "tnews", "csldcp", "iflytek", "bustm", "ocnli", "csl", "cluewsc", "chid")
 FEWCLUE_SPLITS = (
@@ -216,10 +217,26 @@ def read_fewclue(task: str, split: str, root: str | Path | None = None) -> Itera
     if split not in FEWCLUE_SPLITS:
         raise ValueError(f"`split` must be one of {FEWCLUE_SPLITS}, got {split!r}")
     data_root = resolve_data_root(root)
-    path = data_root / "fewclue" / task / f"{split}.json"
-    labelled = split != "unlabeled"
+    return read_fewclue_file(task, data_root / "fewclue" / task / f"{split}.json", data_root, split != "unlabeled")
+
+
+def read_fewclue_file(task: str, path: str | Path, root: str | Path | None = None,
+                      labelled: bool = True) -> Iterator[Any]:
+    """Lazily read a FewCLUE task's records from any JSON Lines file (``test_public.json``, your own).
+
+    Args:
+        task: one of :data:`FEWCLUE_TASKS`; it fixes the record type and the label set.
+        path: the file.
+        root: the data root holding the task's label file (tnews, csldcp, iflytek); None resolves it.
+        labelled: every line must carry a label from the label set; False: labels are optional.
+
+    Raises:
+        ValueError: unknown task. DataNotFoundError: the file or the label file does not exist.
+        DataFormatError: a malformed line or a label outside the label set (while iterating).
+    """
+    _check_task(task)
     if task == "chid":
         return read_jsonl(path, lambda obj: _chid(obj, labelled))
-    labels = tuple(info.label for info in fewclue_labels(task, data_root)) if labelled else None
+    labels = tuple(info.label for info in fewclue_labels(task, root)) if labelled else None
     build = _BUILDERS[task]
     return read_jsonl(path, lambda obj: build(obj, _label(obj, labels, labelled)))

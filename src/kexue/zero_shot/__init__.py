@@ -13,11 +13,13 @@ Pieces: :class:`NSPScorer` (batched, length-bucketed P(IsNext) for kexue and tra
 :class:`NSPZeroShotClassifier` (templates, ensembling, calibration, both mappings),
 :class:`MLMScorer` / :class:`PETZeroShotClassifier` (the PET-style MLM baseline),
 :mod:`~kexue.zero_shot.mapping` (C-C, S-C, thresholds), :mod:`~kexue.zero_shot.fewclue` (the nine
-FewCLUE tasks with the paper's templates) and :mod:`~kexue.zero_shot.runner` (accuracy tables).
+FewCLUE tasks with the paper's templates), :mod:`~kexue.zero_shot.runner` (accuracy tables) and
+:func:`coherence_auc` (does the NSP head judge coherence or only the source? AUCs on held-out texts).
 The command line is ``kexue zeroshot`` (:mod:`~kexue.zero_shot.cli`).
 """
 
 from kexue.zero_shot.classifier import CONTENT_FREE, NSPZeroShotClassifier, PETZeroShotClassifier
+from kexue.zero_shot.coherence import coherence_auc, format_coherence, split_sentences
 from kexue.zero_shot.encoding import EncodedPair, PairEncoder, bucket_batches
 from kexue.zero_shot.fewclue import PAPER_ZERO_SHOT, TASKS, FewCLUETask
 from kexue.zero_shot.mapping import SamplesContrast, candidates_contrast, uniform_prior_assignment
@@ -31,5 +33,6 @@ __all__ = [
     "NSPZeroShotClassifier", "PETZeroShotClassifier", "CONTENT_FREE", "MLMScorer",
     "SamplesContrast", "candidates_contrast", "uniform_prior_assignment",
     "EncodedPair", "PairEncoder", "bucket_batches", "expand_template", "slot_and_words",
+    "coherence_auc", "format_coherence", "split_sentences",
     "FewCLUETask", "TASKS", "PAPER_ZERO_SHOT", "TaskResult", "evaluate_task", "evaluate_fewclue", "format_results",
 ]

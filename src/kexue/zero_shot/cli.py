@@ -3,12 +3,19 @@
 Examples::
 
     kexue zeroshot fewclue --model checkpoints/kexue-small-zh --task all --split dev
+    kexue zeroshot fewclue --task csl --split test_public          # any split in the data folder, or a file
+    kexue zeroshot fewclue --nsp-auc                               # does the NSP head judge coherence?
     kexue zeroshot classify --model checkpoints/kexue-small-zh --labels 体育 财经 \\
-        --template "这是一则{label}新闻" "梅西梅开二度"
+        --template 这是一则{label}新闻 梅西梅开二度 央行降息
 
-``fewclue`` prints a Markdown accuracy table (NSP, PET-MLM, majority class, the paper's numbers);
-``classify`` prints one line per text: the predicted label and each label's exp(score): P(IsNext)
-(geometric mean over templates), divided by the content-free P(IsNext) with ``--calibrate``.
+``fewclue`` prints a Markdown accuracy table (NSP, PET-MLM, majority class, the paper's numbers),
+or with ``--nsp-auc`` the coherence AUCs of :func:`kexue.zero_shot.coherence_auc`; ``classify``
+prints one line per text: the predicted label and each label's exp(score): P(IsNext) (geometric
+mean over templates), divided by the content-free P(IsNext) with ``--calibrate``.
+
+Each option takes a fixed number of values except ``--labels``, so ``--template`` (repeat it for
+several templates) never swallows the texts; ``--labels`` takes every word up to the next option,
+so texts go after another option or after ``--``.
 """
 
 from __future__ import annotations
@@ -21,29 +28,47 @@ __all__ = ["add_parser"]
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("zeroshot", help="NSP-BERT zero-shot classification (post 8671)")
-    commands = parser.add_subparsers(dest="zeroshot_command", metavar="SUBCOMMAND", required=True)
+    parser = subparsers.add_parser("zeroshot", help="NSP-BERT zero-shot classification (post 8671)",
+                                   description="NSP-BERT zero-shot classification (kexue.fm/archives/8671)")
+    commands = parser.add_subparsers(dest="zeroshot_command", metavar="SUBCOMMAND", required=True,
+                                     help="fewclue or classify")
 
-    fewclue = commands.add_parser("fewclue", help="accuracy table on FewCLUE (NSP, PET-MLM, majority class)")
+    fewclue = commands.add_parser("fewclue", help="accuracy table on FewCLUE (NSP, PET-MLM, majority class), "
+                                  "or the NSP head's coherence AUCs (--nsp-auc)")
     _common(fewclue)
     fewclue.add_argument("--task", default="all", help="a FewCLUE task name, or 'all' (default)")
-    fewclue.add_argument("--split", default="dev", help="dev (= dev_few_all, default), train, dev_0..4, ...")
+    fewclue.add_argument("--split", default="dev",
+                         help="a split present in the task's data folder: dev (= dev_few_all, default), train, "
+                              "dev_0..4, test_public, ...; or the path of a JSON Lines file of one --task")
+    fewclue.add_argument("--thresholds-from", default=None, metavar="SPLIT",
+                         help="samples-contrast tasks: the split (or file) whose scores fit the thresholds "
+                              "(default: train_* for dev_*, dev_* for train_*, else dev_few_all)")
     fewclue.add_argument("--data", type=Path, default=None, help="data root (default: $KEXUE_DATA, else ../shared/data)")
     fewclue.add_argument("--limit", type=int, default=None, help="at most this many examples per task, evenly spaced")
     fewclue.add_argument("--templates", choices=("paper", "all"), default="paper",
                          help="paper: the paper's third template; all: ensemble the task's templates")
     fewclue.add_argument("--no-pet", action="store_true", help="skip the PET-MLM baseline")
+    fewclue.add_argument("--nsp-auc", action="store_true",
+                         help="report instead the NSP head's coherence AUCs on the split's texts: true next "
+                              "sentence vs a random one from another task, from the same task, and A/B swapped")
+    fewclue.add_argument("--auc-anchors", type=int, default=200, metavar="N",
+                         help="--nsp-auc: at most N sentence pairs per task (default: 200)")
+    fewclue.add_argument("--seed", type=int, default=0, help="--nsp-auc: seed of the pair draw (default: 0)")
     fewclue.add_argument("--json", action="store_true", help="print JSON instead of the table")
     fewclue.set_defaults(func=_run_fewclue)
 
     classify = commands.add_parser("classify", help="classify your own texts against your own labels")
     _common(classify)
-    classify.add_argument("--labels", nargs="+", required=True, help="label names (the words put in {label})")
-    classify.add_argument("--template", nargs="+", default=["{label}"],
-                          help="one or more templates with {label}; several are ensembled (default: {label})")
+    classify.add_argument("--labels", nargs="+", required=True,
+                          help="two or more label names (the words put in {label}); takes every word up to "
+                               "the next option")
+    classify.add_argument("--template", action="append", default=None, metavar="TEMPLATE",
+                          help="a template with {label}; repeat the option for several (ensembled); "
+                               "default: {label}")
     classify.add_argument("--suffix", action="store_true", help="put the prompt after the text (default: before)")
     classify.add_argument("--calibrate", action="store_true", help="divide out each prompt's content-free P(IsNext)")
-    classify.add_argument("texts", nargs="+", metavar="TEXT")
+    classify.add_argument("texts", nargs="*", metavar="TEXT", help="the texts to classify (after `--` if they "
+                          "follow --labels)")
     classify.set_defaults(func=_run_classify)
 
 
@@ -73,12 +98,17 @@ def _run_fewclue(args: argparse.Namespace) -> int:
 
     if args.task != "all" and args.task not in FEWCLUE_TASKS:
         raise ValueError(f"`--task` must be 'all' or one of {FEWCLUE_TASKS}, got {args.task!r}")
-    path = _model_path(args)
-    nsp = NSPScorer.from_pretrained(path, max_length=args.max_length, progress=True)
-    mlm = None if args.no_pet else MLMScorer.from_pretrained(path, max_length=args.max_length, progress=True)
     tasks = FEWCLUE_TASKS if args.task == "all" else (args.task,)
+    if args.split.endswith((".json", ".jsonl")) and len(tasks) > 1:
+        raise ValueError(f"`--split` {args.split!r} is a file of one task: give --task too")
+    path = _model_path(args)
+    nsp = NSPScorer.from_pretrained(path, max_length=args.max_length, progress=not args.json)
+    if args.nsp_auc:
+        return _report_nsp_auc(args, nsp, path, tasks)
+    mlm = None if args.no_pet else MLMScorer.from_pretrained(path, max_length=args.max_length, progress=not args.json)
     results = evaluate_fewclue(tasks, nsp=nsp, mlm=mlm, split=args.split, root=args.data, limit=args.limit,
-                               template_index=-1 if args.templates == "paper" else None)
+                               template_index=-1 if args.templates == "paper" else None,
+                               thresholds_from=args.thresholds_from)
     if args.json:
         print(json.dumps([result.to_dict() for result in results], indent=2, ensure_ascii=False))
     else:
@@ -87,11 +117,29 @@ def _run_fewclue(args: argparse.Namespace) -> int:
     return 0
 
 
+def _report_nsp_auc(args: argparse.Namespace, nsp, path: Path, tasks) -> int:
+    from kexue.zero_shot import coherence_auc, format_coherence
+
+    result = coherence_auc(nsp, args.data, n=args.auc_anchors, seed=args.seed, tasks=tasks, split=args.split)
+    result["model"] = str(path)
+    if args.json:
+        print(json.dumps(result, indent=2, ensure_ascii=False))
+    else:
+        print(f"model: {path}; P(IsNext) AUC of true next sentences against each negative kind "
+              f"({result['split']}, seed {args.seed}; 0.5 = chance)")
+        print(format_coherence(result))
+    return 0
+
+
 def _run_classify(args: argparse.Namespace) -> int:
     from kexue.zero_shot import NSPScorer, NSPZeroShotClassifier
 
+    if not args.texts:
+        raise ValueError("no TEXT to classify: `--labels` takes every word up to the next option, so put the "
+                         "texts after another option or after `--` (... --labels 体育 财经 -- 梅西梅开二度)")
+    templates = args.template or ["{label}"]
     scorer = NSPScorer.from_pretrained(_model_path(args), max_length=args.max_length)
-    classifier = NSPZeroShotClassifier(scorer, args.labels, args.template,
+    classifier = NSPZeroShotClassifier(scorer, args.labels, templates,
                                        prompt_position="suffix" if args.suffix else "prefix", calibrate=args.calibrate)
     scores = classifier.scores(args.texts)
     for text, row in zip(args.texts, scores):
