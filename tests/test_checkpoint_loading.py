@@ -151,7 +151,7 @@ def test_univae_train_from_a_backbone_with_only_tokenizer_json(tmp_path, tokeniz
 
     sentences = tmp_path / "sentences.txt"
     sentences.write_text("\n".join(TEXTS * 3) + "\n", encoding="utf-8")
-    assert main(["univae", "train", "--out", str(tmp_path / "vae"), "--backbone", str(tokenizer_json_only_backbone),
+    assert main(["univae", "train", "--out", str(tmp_path / "vae"), "--model", str(tokenizer_json_only_backbone),
                  "--sentences", str(sentences), "--independent-layers", "1", "--latent", "gaussian",
-                 "--steps", "2", "--batch-size", "4", "--max-length", "16"]) == 0
+                 "--max-steps", "2", "--batch-size", "4", "--max-length", "16"]) == 0
     assert_tokenizer_files(tmp_path / "vae" / "model")

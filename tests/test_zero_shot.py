@@ -353,43 +353,19 @@ def test_runner_takes_test_public_and_file_paths_for_every_task_mode(tmp_path, t
 
 
 # ----------------------------------------------------------------- the command line
-def _readme_classify_command() -> list[str]:
-    import re
-    import shlex
-
-    readme = (Path(__file__).parents[1] / "README.md").read_text(encoding="utf-8")
-    commands = re.findall(r"`(kexue zeroshot classify [^`]+)`", readme)
-    assert len(commands) == 1, commands
-    return shlex.split(commands[0])
-
-
-def test_the_readme_classify_command_runs_as_written(tiny_checkpoint, capsys):
-    from kexue.cli import main
-
-    words = _readme_classify_command()
-    assert words[0] == "kexue" and "PATH" in words and words[-1] == "TEXT..."
-    texts = ["梅西梅开二度", "音质很差，亏大了。"]
-    args = [str(tiny_checkpoint) if word == "PATH" else word for word in words[1:-1]] + texts
-    assert main(args) == 0
-    lines = capsys.readouterr().out.strip().splitlines()
-    assert [line.split("\t")[1] for line in lines] == texts  # the texts were classified, not taken as templates
-    for line in lines:
-        label, _, detail = line.split("\t")
-        assert label in ("体育", "财经") and detail.startswith("体育=")
-
-
-def test_classify_repeats_template_and_refuses_swallowed_texts(tiny_checkpoint, capsys):
+def test_classify_repeats_template_and_needs_two_labels(tiny_checkpoint, capsys):
     from kexue.cli import main
 
     model = ["--model", str(tiny_checkpoint)]
+    # the README's form: comma-separated labels, then the texts right after (tests/test_readme.py runs it as written)
     assert main(["zeroshot", "classify", *model, "--template", "这是一则{label}新闻", "--template", "{label}",
-                 "--labels", "体育", "财经", "--", "梅西梅开二度"]) == 0
+                 "--labels", "体育,财经", "梅西梅开二度"]) == 0
     scorer = NSPScorer.from_pretrained(tiny_checkpoint)
     expected = NSPZeroShotClassifier(scorer, ["体育", "财经"], ["这是一则{label}新闻", "{label}"]).scores(["梅西梅开二度"])
     detail = capsys.readouterr().out.strip().split("\t")[2]
     assert detail == "  ".join(f"{label}={value:.4f}" for label, value in zip(["体育", "财经"], expected[0].exp().tolist()))
-    assert main(["zeroshot", "classify", *model, "--labels", "体育", "财经", "梅西梅开二度"]) == 1  # all taken as labels
-    assert "no TEXT to classify" in capsys.readouterr().err
+    assert main(["zeroshot", "classify", *model, "--labels", "体育", "梅西梅开二度"]) == 1  # one label is no choice
+    assert "two or more" in capsys.readouterr().err
 
 
 def _all_actions(parser):

@@ -5,7 +5,7 @@ Examples::
     kexue zeroshot fewclue --model checkpoints/kexue-small-zh --task all --split dev
     kexue zeroshot fewclue --task csl --split test_public          # any split in the data folder, or a file
     kexue zeroshot fewclue --nsp-auc                               # does the NSP head judge coherence?
-    kexue zeroshot classify --model checkpoints/kexue-small-zh --labels 体育 财经 \\
+    kexue zeroshot classify --model checkpoints/kexue-small-zh --labels 体育,财经 \\
         --template 这是一则{label}新闻 梅西梅开二度 央行降息
 
 ``fewclue`` prints a Markdown accuracy table (NSP, PET-MLM, majority class, the paper's numbers),
@@ -13,9 +13,8 @@ or with ``--nsp-auc`` the coherence AUCs of :func:`kexue.zero_shot.coherence_auc
 prints one line per text: the predicted label and each label's exp(score): P(IsNext) (geometric
 mean over templates), divided by the content-free P(IsNext) with ``--calibrate``.
 
-Each option takes a fixed number of values except ``--labels``, so ``--template`` (repeat it for
-several templates) never swallows the texts; ``--labels`` takes every word up to the next option,
-so texts go after another option or after ``--``.
+Every option takes one token (``--labels`` is comma-separated, ``--template`` is repeated for
+several templates), so no option swallows the texts.
 """
 
 from __future__ import annotations
@@ -23,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from kexue.cli import comma_separated
 
 __all__ = ["add_parser"]
 
@@ -59,16 +59,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
     classify = commands.add_parser("classify", help="classify your own texts against your own labels")
     _common(classify)
-    classify.add_argument("--labels", nargs="+", required=True,
-                          help="two or more label names (the words put in {label}); takes every word up to "
-                               "the next option")
+    classify.add_argument("--labels", type=comma_separated(str), required=True, metavar="A,B,...",
+                          help="two or more comma-separated label names (the words put in {label})")
     classify.add_argument("--template", action="append", default=None, metavar="TEMPLATE",
                           help="a template with {label}; repeat the option for several (ensembled); "
                                "default: {label}")
     classify.add_argument("--suffix", action="store_true", help="put the prompt after the text (default: before)")
     classify.add_argument("--calibrate", action="store_true", help="divide out each prompt's content-free P(IsNext)")
-    classify.add_argument("texts", nargs="*", metavar="TEXT", help="the texts to classify (after `--` if they "
-                          "follow --labels)")
+    classify.add_argument("texts", nargs="+", metavar="TEXT", help="the texts to classify")
     classify.set_defaults(func=_run_classify)
 
 
@@ -134,9 +132,8 @@ def _report_nsp_auc(args: argparse.Namespace, nsp, path: Path, tasks) -> int:
 def _run_classify(args: argparse.Namespace) -> int:
     from kexue.zero_shot import NSPScorer, NSPZeroShotClassifier
 
-    if not args.texts:
-        raise ValueError("no TEXT to classify: `--labels` takes every word up to the next option, so put the "
-                         "texts after another option or after `--` (... --labels 体育 财经 -- 梅西梅开二度)")
+    if len(args.labels) < 2:
+        raise ValueError(f"`--labels` needs two or more comma-separated names, got {args.labels}")
     templates = args.template or ["{label}"]
     scorer = NSPScorer.from_pretrained(_model_path(args), max_length=args.max_length)
     classifier = NSPZeroShotClassifier(scorer, args.labels, templates,
