@@ -228,7 +228,8 @@ def _analysis_claims(analysis: dict[str, Any]) -> list[Claim]:
                           ("slope", "expected update (projection on plain AdamW's update) / plain AdamW's")):
             claims.append(Claim.within(
                 f"sqrt-p-{key.split('_')[0]}-p{p}", f"ChildTuning-F p={p}: {what} is within {TOLERANCE:.0%} of "
-                f"√p = {root:.3f}", stats[key], root * (1 - TOLERANCE), root * (1 + TOLERANCE)))
+                f"√p = {root:.3f}", stats[key], root * (1 - TOLERANCE), root * (1 + TOLERANCE),
+                needs_training=True))  # ratios over a fine-tuning trajectory: quick mode's is too short
     moved = analysis["moved"]
     claims.append(Claim.within("update-dropout-moves-p", "update dropout p=0.3: fraction of elements that move "
                                "per step is p (the dropped ones stay bit-identical)",
