@@ -126,11 +126,16 @@ def _strictly_above(value: float) -> int:
     return math.floor(value) + 1
 
 
+def _dasgupta_gupta(n_points: int, eps: float) -> float:
+    """Dasgupta and Gupta's real-valued bound 4 ln N / (ε²/2 − ε³/3), before rounding."""
+    return 4 * math.log(n_points) / (eps**2 / 2 - eps**3 / 3)
+
+
 _CLOSED_FORMS: dict[str, Callable[[int, float], int]] = {
     "post-24": lambda n_points, eps: _strictly_above(24 * math.log(n_points) / eps**2),
     "post-16": lambda n_points, eps: _strictly_above(16 * math.log(n_points) / eps**2),
     # scikit-learn truncates (astype(int64)); kept so that its documented values are reproduced.
-    "dasgupta-gupta": lambda n_points, eps: int(4 * math.log(n_points) / (eps**2 / 2 - eps**3 / 3)),
+    "dasgupta-gupta": lambda n_points, eps: int(_dasgupta_gupta(n_points, eps)),
 }
 
 
@@ -253,4 +258,4 @@ def jl_sufficient_dim(
     dimension = jl_min_dim(n_points, eps, bound, target, failure_probability)  # validates the arguments
     if bound != "dasgupta-gupta":
         return dimension
-    return math.ceil(4 * math.log(n_points) / (eps**2 / 2 - eps**3 / 3))
+    return math.ceil(_dasgupta_gupta(n_points, eps))
