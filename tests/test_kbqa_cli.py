@@ -17,7 +17,8 @@ import torch
 from kexue.cli import main
 from kexue.data import DataNotFoundError, load_tokenizer
 from kexue.models import Transformer, TransformerConfig
-from kexue.retrieval import KBQA_RECIPE, Fact, KbqaCodec, KnowledgeBase, build_kb_trie, read_kgclue_questions
+from kexue.data.kgclue import read_kgclue_questions
+from kexue.retrieval import KBQA_RECIPE, Fact, KbqaCodec, KnowledgeBase, build_kb_trie
 from kexue.retrieval.kbqa import load_or_build_trie, trie_cache_key
 
 torch.set_num_threads(1)

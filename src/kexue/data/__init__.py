@@ -15,7 +15,7 @@ from kexue.data.clue import read_afqmc, read_clue, read_cmnli, read_ocnli
 from kexue.data.corpus import CORPUS_ZH_MODERN_FILES, iter_corpus_zh, iter_corpus_zh_modern, iter_corpus_zh_raw
 from kexue.data.english import read_sst2, read_stsb_en
 from kexue.data.fewclue import FEWCLUE_SPLITS, FEWCLUE_TASKS, fewclue_labels, read_fewclue
-from kexue.data.kgclue import read_kgclue, split_subject
+from kexue.data.kgclue import read_kgclue, read_kgclue_questions, split_subject
 from kexue.data.readers import DataFormatError, DataNotFoundError, KexueDataError, read_jsonl, read_tsv
 from kexue.data.records import (
     ChidExample,
@@ -54,6 +54,7 @@ __all__ = [
     "fewclue_labels",
     "read_fewclue",
     "read_kgclue",
+    "read_kgclue_questions",
     "split_subject",
     "DataFormatError",
     "DataNotFoundError",

@@ -20,9 +20,12 @@ from kexue.data.readers import RecordError, read_jsonl, require
 from kexue.data.records import KgclueExample
 from kexue.data.root import data_path
 
-__all__ = ["KGCLUE_SPLITS", "split_subject", "parse_kgclue", "read_kgclue"]
+__all__ = ["KGCLUE_SPLITS", "KGCLUE_QUESTION_SPLITS", "split_subject", "parse_kgclue", "read_kgclue",
+           "read_kgclue_questions"]
 
 KGCLUE_SPLITS = ("train", "dev")
+# Split names a user may hold locally: the public test set is not shipped here, but its file has the same format.
+KGCLUE_QUESTION_SPLITS = (*KGCLUE_SPLITS, "test_public")
 ANSWER_SEPARATOR = " ||| "
 _PARENTHESIS_DEPTH = {"）": 1, "（": -1}
 
@@ -97,3 +100,24 @@ def read_kgclue(split: str, root: str | Path | None = None) -> Iterator[KgclueEx
     if split not in KGCLUE_SPLITS:
         raise ValueError(f"`split` must be one of {KGCLUE_SPLITS}, got {split!r}")
     return read_jsonl(data_path(f"kgclue/{split}.json", root), parse_kgclue)
+
+
+def read_kgclue_questions(split_or_path: str | Path, root: str | Path | None = None) -> Iterator[KgclueExample]:
+    """KgCLUE questions from a split name (``train``, ``dev``, ``test_public``) or a JSONL file.
+
+    An existing file wins over a split of the same name; a split is read from
+    ``<data root>/kgclue/<split>.json``.
+
+    Raises:
+        DataNotFoundError: the split's file is not in the data root, or the path does not exist.
+        ValueError: neither a file nor a split name.
+    """
+    path = Path(split_or_path)
+    if path.is_file():
+        return read_jsonl(path, parse_kgclue)
+    name = str(split_or_path)
+    if name in KGCLUE_QUESTION_SPLITS:
+        return read_jsonl(data_path(f"kgclue/{name}.json", root), parse_kgclue)
+    if path.suffix or len(path.parts) > 1:
+        return read_jsonl(path, parse_kgclue)  # raises DataNotFoundError naming the file
+    raise ValueError(f"{name!r} is neither a file nor a KgCLUE split ({', '.join(KGCLUE_QUESTION_SPLITS)})")

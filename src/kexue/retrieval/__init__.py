@@ -24,7 +24,7 @@ _EXPORTS = {
     "kexue.retrieval.processor": ["TrieConstrainedLogitsProcessor"],
     "kexue.retrieval.decoding": ["constrained_log_probs", "trie_beam_search", "Hypothesis"],
     "kexue.retrieval.lookahead": ["Lookahead", "lcs_length"],
-    "kexue.retrieval.kb": ["Fact", "KnowledgeBase", "subject_kind", "read_kgclue_questions"],
+    "kexue.retrieval.kb": ["Fact", "KnowledgeBase", "subject_kind"],
     "kexue.retrieval.recipe": ["KBQA_RECIPE", "KbqaRecipe"],
     "kexue.retrieval.kbqa": ["TARGET_ORDERS", "KbqaCodec", "KbqaBatches", "KbqaPredictor", "Answer", "build_kb_trie",
                              "load_or_build_trie", "evaluate_kbqa", "train_kbqa"],

@@ -125,7 +125,7 @@ def _run_build(args: argparse.Namespace) -> int:
 def _run_train(args: argparse.Namespace) -> int:
     from kexue.checkpoints import small_zh_path
     from kexue.data import load_tokenizer
-    from kexue.retrieval.kb import read_kgclue_questions
+    from kexue.data.kgclue import read_kgclue_questions
     from kexue.retrieval.kbqa import KbqaCodec, train_kbqa
 
     model_path = args.model or small_zh_path()
@@ -167,7 +167,7 @@ def _answer_record(question: str, answer) -> dict:
 
 
 def _run_eval(args: argparse.Namespace) -> int:
-    from kexue.retrieval.kb import read_kgclue_questions
+    from kexue.data.kgclue import read_kgclue_questions
     from kexue.retrieval.kbqa import evaluate_kbqa
 
     examples = list(read_kgclue_questions(args.questions, args.data))[:args.limit]

@@ -36,15 +36,12 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from kexue.data.kgclue import KGCLUE_SPLITS, parse_kgclue, split_subject
-from kexue.data.readers import DataFormatError, iter_lines, read_jsonl
-from kexue.data.records import KgclueExample
-from kexue.data.root import data_path
+from kexue.data.kgclue import read_kgclue_questions, split_subject
+from kexue.data.readers import DataFormatError, iter_lines
 
-__all__ = ["Fact", "KnowledgeBase", "KGCLUE_QUESTION_SPLITS", "read_kgclue_questions", "subject_kind"]
+__all__ = ["Fact", "KnowledgeBase", "subject_kind"]
 
 # The KgCLUE repository's question files (datasets/<split>.json); test_public has answers, test does not.
-KGCLUE_QUESTION_SPLITS = (*KGCLUE_SPLITS, "test_public")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS facts (
@@ -97,27 +94,6 @@ def subject_kind(meaning: str) -> str | None:
         meaning = meaning[:meaning.rfind("（")]
     meaning = meaning.strip()
     return meaning[-2:] if len(meaning) >= 2 else None
-
-
-def read_kgclue_questions(split_or_path: str | Path, root: str | Path | None = None) -> Iterator[KgclueExample]:
-    """KgCLUE questions from a split name (``train``, ``dev``, ``test_public``) or a JSONL file.
-
-    An existing file wins over a split of the same name; a split is read from
-    ``<data root>/kgclue/<split>.json``.
-
-    Raises:
-        DataNotFoundError: the split's file is not in the data root, or the path does not exist.
-        ValueError: neither a file nor a split name.
-    """
-    path = Path(split_or_path)
-    if path.is_file():
-        return read_jsonl(path, parse_kgclue)
-    name = str(split_or_path)
-    if name in KGCLUE_QUESTION_SPLITS:
-        return read_jsonl(data_path(f"kgclue/{name}.json", root), parse_kgclue)
-    if path.suffix or len(path.parts) > 1:
-        return read_jsonl(path, parse_kgclue)  # raises DataNotFoundError naming the file
-    raise ValueError(f"{name!r} is neither a file nor a KgCLUE split ({', '.join(KGCLUE_QUESTION_SPLITS)})")
 
 
 def parse_triple(line: str) -> tuple[str, str, str]:

@@ -16,7 +16,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import shutil
 import tempfile
 from collections.abc import Iterable, Sequence
@@ -271,7 +270,9 @@ TRIE_CACHE_VERSION = "kbqa-trie/1"  # bump when build_kb_trie's output changes f
 
 def default_trie_cache() -> Path:
     """``$KEXUE_CACHE/kbqa-tries`` (default ``~/.cache/kexue/kbqa-tries``): tries keyed by content, safe to share."""
-    return Path(os.environ.get("KEXUE_CACHE") or Path.home() / ".cache" / "kexue").expanduser() / "kbqa-tries"
+    from kexue.data.root import cache_dir
+
+    return cache_dir() / "kbqa-tries"
 
 
 def trie_cache_key(kb: KnowledgeBase, codec: KbqaCodec) -> str:
