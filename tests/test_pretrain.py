@@ -274,3 +274,19 @@ def test_cli_resume_refuses_a_changed_lr_or_model_and_records_an_override(tmp_pa
     saved = json.loads((out / "checkpoints" / "step-00000006" / "config.json").read_text())
     assert saved["learning_rate"] == 1e-3 and saved["resume_overrides"] == ["learning_rate"]
     assert {entry["field"] for entry in saved["resume_history"]} == {"learning_rate", "max_steps"}
+
+
+def test_init_from_starts_at_the_given_weights_and_refuses_another_config(tmp_path, capsys):
+    from safetensors.torch import load_file
+
+    assert main(cli(tmp_path / "first", "--max-steps", "2", "--nsp")) == 0
+    start = tmp_path / "first" / "final"
+    # lr 1e-12: one Adam step moves each weight by about 1e-12, so the export is the starting point (a random
+    # init with the same seed is not: "first" trained it 2 steps at lr 5e-4)
+    assert main(cli(tmp_path / "second", "--max-steps", "1", "--nsp", "--lr", "1e-12", "--init-from", str(start))) == 0
+    before, after = load_file(start / "model.safetensors"), load_file(tmp_path / "second" / "final" / "model.safetensors")
+    assert before.keys() == after.keys()
+    assert all(torch.allclose(before[k], after[k], atol=1e-9) for k in before)
+    bigger = '{"hidden_size": 64, "num_layers": 2, "num_heads": 2, "intermediate_size": 128}'
+    assert main(cli(tmp_path / "third", "--max-steps", "1", "--config", bigger, "--init-from", str(start))) == 2
+    assert "`--init-from`" in capsys.readouterr().err
